@@ -1,0 +1,56 @@
+"""`gateway audit verify|checkpoint`: walk the chain; sign its head to a file kept elsewhere."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+
+from gateway.clock import utc_now_text
+from gateway.settings import Settings
+from gateway.store import audit
+from gateway.store.db import open_store
+from gateway.tokens import Keyring
+
+
+def _signed_body(seq: int, head: str, at: str) -> bytes:
+    return audit.canonical_json({"seq": seq, "head": head, "at": at}).encode()
+
+
+def write_checkpoint(settings: Settings, out: Path) -> tuple[int, str]:
+    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    try:
+        seq, head = store.run_sync(audit.head, write=False)
+    finally:
+        store.close()
+    key = Keyring(settings.state_path / "keys").current()
+    at = utc_now_text()
+    signature = key.private.sign(_signed_body(seq, head, at))
+    out.write_text(json.dumps({"seq": seq, "head": head, "at": at, "kid": key.kid,
+                               "signature": base64.b64encode(signature).decode()}, indent=2))
+    return seq, head
+
+
+def read_checkpoint(settings: Settings, path: Path) -> tuple[int, str]:
+    """The (seq, head) of a checkpoint whose signature holds under one of our keys."""
+    data = json.loads(path.read_text())
+    body = _signed_body(int(data["seq"]), str(data["head"]), str(data["at"]))
+    for key in Keyring(settings.state_path / "keys").keys():
+        if key.kid == data.get("kid"):
+            try:
+                key.private.public_key().verify(base64.b64decode(data["signature"]), body)
+            except InvalidSignature:
+                break
+            return int(data["seq"]), str(data["head"])
+    raise ValueError("the checkpoint's signature does not verify")
+
+
+def verify_audit(settings: Settings, checkpoint: str | None = None) -> audit.Verdict:
+    expected = read_checkpoint(settings, Path(checkpoint)) if checkpoint else None
+    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    try:
+        return store.run_sync(audit.verify, expected, write=False)
+    finally:
+        store.close()

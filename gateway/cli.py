@@ -1,0 +1,144 @@
+"""The `gateway` command: serve, demo data, policy check, keys, audit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.errors import PolicyInvalid
+from gateway.settings import Settings, SettingsError, load_settings
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return load_settings(getattr(args, "config", None), environ=os.environ, values=values)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    settings = _settings(args, host=args.host, port=args.port, state_dir=args.state_dir)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    return asyncio.run(serve(settings, demo=args.demo))
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from gateway.data.demo import DEFAULT_SEED, generate
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    paths = generate(Path(args.out), seed=seed, scale=args.scale)
+    for dataset, path in sorted(paths.items()):
+        print(f"{dataset}\t{path}")
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from gateway.policyfiles import load_policies
+
+    try:
+        policies = load_policies(Path(args.path))
+    except PolicyInvalid as exc:
+        for problem in sorted(exc.problems, key=lambda p: (p.file, p.line, p.column)):
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    for dataset, policy in sorted(policies.items()):
+        print(f"ok\t{dataset}\t{policy.version[:16]}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway.keys import rotate_keys
+
+    kid = rotate_keys(_settings(args, state_dir=args.state_dir))
+    print(f"new signing key {kid}; older keys verify until their tokens expire")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.auditcli import verify_audit
+
+    verdict = verify_audit(_settings(args, state_dir=args.state_dir), args.checkpoint)
+    if verdict.ok:
+        print(f"ok: {verdict.entries} entries, head {verdict.head}")
+        return 0
+    print(f"BROKEN at entry {verdict.first_bad_seq}: {verdict.reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    from gateway.auditcli import write_checkpoint
+
+    seq, head = write_checkpoint(_settings(args, state_dir=args.state_dir), Path(args.out))
+    print(f"checkpoint at entry {seq}, head {head} -> {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the gateway")
+    serve.add_argument("--config", help="TOML settings file")
+    serve.add_argument("--demo", action="store_true", help="serve the demo county")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--state-dir")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo-data", help="write the demo county's Parquet datasets")
+    demo.add_argument("--out", required=True)
+    demo.add_argument("--seed", type=int, default=None, help="default: the demo seed")
+    demo.add_argument("--scale", type=float, default=1.0)
+    demo.set_defaults(func=cmd_demo_data)
+
+    policy = sub.add_parser("policy", help="dataset policies").add_subparsers(dest="action", required=True)
+    check = policy.add_parser("check", help="validate policy files, reporting every located error")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_policy_check)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
+    rotate = keys.add_parser("rotate", help="add a new signing key; old ones keep verifying")
+    _state_args(rotate)
+    rotate.set_defaults(func=cmd_keys_rotate)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", help="walk the hash chain; name the first bad entry")
+    _state_args(verify)
+    verify.add_argument("--checkpoint", help="a signed checkpoint file to check against")
+    verify.set_defaults(func=cmd_audit_verify)
+    cp = audit.add_parser("checkpoint", help="write a signed head of the chain to a file")
+    _state_args(cp)
+    cp.add_argument("--out", required=True)
+    cp.set_defaults(func=cmd_audit_checkpoint)
+    return parser
+
+
+def _state_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file")
+    parser.add_argument("--state-dir")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except PolicyInvalid as exc:
+        print("gateway: refusing to start, a policy is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The demo county's organisations, clients and grants, and its credentials file."""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from gateway.core.budget import to_nano
+from gateway.settings import Settings
+from gateway.secrets import hash_secret, new_secret
+from gateway.store import grants, identity
+from gateway.store.db import Store, Tx
+
+# (client id, organisation, organisation kind, roles)
+CLIENTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("demo-bank", "lingxi-rural-bank", "requester", ("requester",)),
+    ("demo-insurer", "county-mutual-insurance", "requester", ("requester",)),
+    ("demo-bureau", "bureau", "bureau", ("bureau",)),
+    ("demo-source-psb", "psb", "source", ("source",)),
+    ("demo-source-amr", "amr", "source", ("source",)),
+    ("demo-source-hrss", "hrss", "source", ("source",)),
+    ("demo-merchant", "datasmith", "merchant", ("merchant",)),
+    ("demo-ops", "ops", "ops", ("ops",)),
+)
+# (organisation, dataset, epsilon limit per month)
+GRANTS: tuple[tuple[str, str, str], ...] = (
+    ("lingxi-rural-bank", "residents", "10"),
+    ("lingxi-rural-bank", "enterprises", "10"),
+    ("lingxi-rural-bank", "social_insurance", "5"),
+    ("county-mutual-insurance", "vehicles", "10"),
+    ("county-mutual-insurance", "residents", "5"),
+)
+
+
+def _seed(tx: Tx, secrets: dict[str, str]) -> None:
+    for client_id, org, kind, roles in CLIENTS:
+        identity.ensure_org(tx, org, org.replace("-", " ").title(), kind)
+        if identity.get_client(tx, client_id) is None:
+            identity.create_client(tx, client_id, org, roles, hash_secret(secrets[client_id]))
+        else:
+            identity.set_client_secret(tx, client_id, hash_secret(secrets[client_id]))
+    for n, (org, dataset, limit) in enumerate(GRANTS, start=1):
+        grant_id = f"demo-grant-{n}"
+        if tx.one("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)) is None:
+            grants.create_grant(tx, grant_id, org, dataset, to_nano(Decimal(limit)), "system")
+
+
+def ensure_demo_county(store: Store, state_dir: Path, base_url: str) -> Path:
+    """Create (or keep) the demo clients and grants; write DIR/demo-credentials.json (0600)."""
+    path = state_dir / "demo-credentials.json"
+    secrets = _known_secrets(path)
+    for client_id, *_ in CLIENTS:
+        secrets.setdefault(client_id, new_secret())
+    store.run_sync(_seed, secrets)
+    clients: list[dict[str, Any]] = [
+        {"client_id": cid, "client_secret": secrets[cid], "roles": list(roles), "organisation": org}
+        for cid, org, _kind, roles in CLIENTS]
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"base_url": base_url, "clients": clients}, fh, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def _known_secrets(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {c["client_id"]: c["client_secret"] for c in data["clients"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def prepare_demo_state(settings: Settings) -> None:
+    """Generate the demo datasets (deterministic seed) into the data folder unless present."""
+    from gateway.data.demo import DEFAULT_SEED, generate
+
+    data = settings.data_path
+    wanted = ("residents", "enterprises", "vehicles", "social_insurance")
+    if all((data / f"{name}.parquet").is_file() for name in wanted):
+        return
+    data.mkdir(parents=True, exist_ok=True)
+    generate(data, seed=DEFAULT_SEED, scale=1.0)

@@ -1,0 +1,77 @@
+"""Strict request bodies: JSON without NaN, duplicate keys or deep nesting (R-IN-04, R-AU-08)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+MAX_DEPTH = 16
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidRequest(f"duplicate key {key!r} in JSON body")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidRequest(f"{name} is not valid JSON")
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not UTF-8") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidRequest("JSON nested too deeply") from None
+    if _depth(value) > MAX_DEPTH:
+        raise InvalidRequest(f"JSON nested deeper than {MAX_DEPTH}")
+    return value
+
+
+async def json_object(request: web.Request, *, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, or a clear 400/413/415."""
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType("send the body as application/json")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge("The request body is over the configured limit.")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge("The request body is over the configured limit.")
+    value = parse_json(raw)
+    if not isinstance(value, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return value
+
+
+def only_fields(body: Mapping[str, Any], allowed: Iterable[str], required: Iterable[str] = ()) -> None:
+    """Strict schemas: unknown fields are refused, so nothing can be mass-assigned."""
+    allowed_set = set(allowed)
+    unknown = sorted(set(body) - allowed_set)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    missing = [f for f in required if f not in body]
+    if missing:
+        raise InvalidRequest(f"missing field(s): {', '.join(missing)}")

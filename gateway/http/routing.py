@@ -1,0 +1,67 @@
+"""Route declarations: every route names the roles it admits, and one wrapper enforces them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.errors import Forbidden, Unauthorized
+from gateway.http.keys import RUNTIME
+from gateway.tokens import Principal
+
+PUBLIC: frozenset[str] = frozenset()
+ANY_ROLE = frozenset({"requester", "bureau", "source", "merchant", "ops"})
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[str]
+    name: str = ""
+
+
+def route(method: str, path: str, roles: frozenset[str] | set[str], name: str = "") -> Callable[[Handler], Route]:
+    def wrap(handler: Handler) -> Route:
+        return Route(method, path, handler, frozenset(roles), name or handler.__name__)
+    return wrap
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def authenticate(request: web.Request) -> Principal:
+    """Bearer token -> Principal, with the client's current status from the store (R-AU-05)."""
+    runtime = request.app[RUNTIME]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    who = runtime.verifier.verify(token.strip())
+    if not runtime.active_clients.get(who.client_id, False):
+        raise Unauthorized()
+    return who
+
+
+def guarded(spec: Route) -> Handler:
+    """The handler behind its role check; public routes pass straight through."""
+    if not spec.roles:
+        return spec.handler
+
+    @functools.wraps(spec.handler)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        who = authenticate(request)
+        if not who.roles & spec.roles:
+            raise Forbidden("your role does not allow this")
+        request[PRINCIPAL] = who
+        return await spec.handler(request)
+
+    return handler

@@ -1,0 +1,31 @@
+"""Signing-key rotation: a new key signs; the old ones verify until their tokens expire."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gateway.clock import utc_now, utc_text
+from gateway.settings import Settings
+from gateway.store import audit, identity
+from gateway.store.db import Tx, open_store
+from gateway.tokens import Keyring
+
+
+def rotate_keys(settings: Settings) -> str:
+    keyring = Keyring(settings.state_path / "keys")
+    older = tuple(k.kid for k in keyring.keys())
+    key = keyring.add()
+    # Tokens signed a moment ago live token_ttl more; allow the leeway on top.
+    retire_at = utc_text(utc_now() + timedelta(seconds=settings.token_ttl_seconds + settings.jwt_leeway_seconds))
+    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    try:
+        store.run_sync(_publish, key.kid, key.jwk, retire_at, older)
+    finally:
+        store.close()
+    return key.kid
+
+
+def _publish(tx: Tx, kid: str, jwk: dict[str, str], retire_at: str, older: tuple[str, ...]) -> None:
+    identity.add_public_key(tx, kid, jwk)
+    identity.retire_keys_except(tx, kid, retire_at, older)
+    audit.append(tx, "key.rotated", "cli", kid, {"retiring": list(older), "retire_at": retire_at})

@@ -1,0 +1,55 @@
+"""This replica's view of the datasets: current policy and status, refreshed from the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.core.policy import DatasetPolicy, parse_policy
+from gateway.errors import DatasetSuspended, DatasetWithdrawn, NotFound
+from gateway.policyfiles import policy_schema
+from gateway.store import datasets as store_datasets
+from gateway.store.db import Tx
+
+
+@dataclass
+class DatasetRegistry:
+    policies: dict[str, DatasetPolicy] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    _versions: dict[str, str] = field(default_factory=dict)
+
+    def refresh(self, tx: Tx) -> bool:
+        """Re-read statuses; re-parse a policy only when its version changed. True if anything did."""
+        current = store_datasets.statuses(tx)
+        changed = any(self._versions.get(d) != v for d, (_s, v) in current.items())
+        new_status = {d: s for d, (s, _v) in current.items()}
+        if changed:
+            for row in store_datasets.all_datasets(tx):
+                if self._versions.get(row.dataset) != row.policy_version:
+                    self.policies[row.dataset] = _from_document(row.document)
+                    self._versions[row.dataset] = row.policy_version
+        moved = new_status != self.status
+        self.status = new_status
+        return changed or moved
+
+    def get(self, dataset: str) -> DatasetPolicy:
+        policy = self.policies.get(dataset)
+        if policy is None:
+            raise NotFound(f"no dataset {dataset!r}")
+        return policy
+
+    def usable(self, dataset: str) -> DatasetPolicy:
+        """The policy of a dataset that may answer queries now, or the error that says why not."""
+        policy = self.get(dataset)
+        status = self.status.get(dataset, "active")
+        if status == "suspended":
+            raise DatasetSuspended(f"dataset {dataset!r} is suspended")
+        if status == "withdrawn":
+            raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
+        return policy
+
+
+def _from_document(document: dict[str, object]) -> DatasetPolicy:
+    import yaml
+
+    # Stored documents were validated when published; parsing again keeps one code path.
+    return parse_policy(yaml.safe_dump(document, sort_keys=False), "<store>", policy_schema())

@@ -1,0 +1,120 @@
+"""The parts of a running gateway, opened in order and closed in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway.clock import utc_now_text
+from gateway.core.policy import DatasetPolicy
+from gateway.metrics import STORE_OPERATIONS, Metrics
+from gateway.policyfiles import load_policies, shipped_policies_dir
+from gateway.registry import DatasetRegistry
+from gateway.settings import Settings
+from gateway.store import datasets as store_datasets
+from gateway.store import identity
+from gateway.store.db import Store, open_store
+from gateway.tokens import Keyring, TokenIssuer, TokenVerifier
+
+if TYPE_CHECKING:
+    from gateway.dp.sandbox import Sandbox
+
+log = logging.getLogger("gateway")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: DatasetRegistry
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+    metrics: Metrics
+    sandbox: Sandbox | None = None
+    active_clients: dict[str, bool] = field(default_factory=dict)
+    ready: bool = False
+    draining: bool = False
+
+    @property
+    def replica(self) -> str:
+        return self.settings.replica_id or f"{self.settings.host}:{self.settings.port}"
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def refresh(self) -> None:
+        """Poll the store for dataset, policy and client status changes (R-AU-05, invariant 7)."""
+        await self.store.read(self.registry.refresh)
+        self.active_clients = await self.store.read(identity.client_statuses)
+
+
+def seed_policies(store: Store, policies: dict[str, DatasetPolicy]) -> None:
+    """The files in `policies/` seed the store on first start; the store is the truth after."""
+    for policy in policies.values():
+        store.run_sync(store_datasets.seed_policy, policy.dataset, policy.owner, policy.version,
+                       dict(policy.document), "system")
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Open the store, seed policies, load keys: everything but the sandbox and HTTP."""
+    policies_dir = settings.policies_dir or str(shipped_policies_dir())
+    from pathlib import Path
+
+    policies = load_policies(Path(policies_dir))  # refuses to start on an invalid policy
+    store = open_store(settings.store_dsn, settings.state_path, pool_size=settings.store_pool_size)
+    seed_policies(store, policies)
+    registry = DatasetRegistry()
+    store.run_sync(registry.refresh, write=False)
+    keyring = Keyring(settings.state_path / "keys")
+    key = keyring.current()
+    store.run_sync(identity.add_public_key, key.kid, key.jwk)
+    issuer = TokenIssuer(key, issuer=settings.issuer, audience=settings.audience,
+                         ttl_seconds=settings.token_ttl_seconds)
+
+    def public_keys() -> dict[str, dict[str, str]]:
+        return store.run_sync(identity.public_keys, utc_now_text(), write=False)
+
+    verifier = TokenVerifier(issuer=settings.issuer, audience=settings.audience,
+                             algorithms=settings.algorithms, leeway=settings.jwt_leeway_seconds,
+                             refresh_keys=public_keys)
+    verifier.load_keys(public_keys())
+    metrics = Metrics(datasets=sorted(registry.policies), routes=(), currency=settings.currency)
+    store.observe = _store_observer(metrics)
+    runtime = Runtime(settings, store, registry, issuer, verifier, metrics)
+    runtime.active_clients = store.run_sync(identity.client_statuses, write=False)
+    return runtime
+
+
+def _store_observer(metrics: Metrics) -> Callable[[str, float], None]:
+    """Store functions named after a metrics operation are timed; helpers are not."""
+
+    def observe(operation: str, seconds: float) -> None:
+        if operation in STORE_OPERATIONS:
+            metrics.observe_store(operation, seconds)
+
+    return observe
+
+
+async def poll_store(runtime: Runtime) -> None:
+    """Background: keep this replica's view of statuses and policies fresh."""
+    while True:
+        await asyncio.sleep(runtime.settings.suspension_poll_seconds)
+        try:
+            await runtime.refresh()
+        except Exception:  # a failed poll is retried; readiness reports a store that stays down
+            log.warning("store poll failed", exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def background(runtime: Runtime) -> AsyncIterator[None]:
+    task = asyncio.create_task(poll_store(runtime))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

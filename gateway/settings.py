@@ -1,0 +1,192 @@
+"""One table of settings (name, default, help) -> a frozen, validated `Settings`.
+
+The table drives parsing (TOML file, then `GATEWAY_*` environment variables), the CLI and the
+README's settings section; a test fails when a setting is not documented there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    minimum: float | None = None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address the HTTP server binds to."),
+    Setting("port", 8080, "Port of the HTTP server.", minimum=0),
+    Setting("state_dir", "state", "Folder for the SQLite store, signing keys and demo data."),
+    Setting("data_dir", "", "Root folder of dataset files; empty means STATE_DIR/data."),
+    Setting("policies_dir", "", "Folder of dataset policies seeding the store; empty means the shipped ones."),
+    Setting("store_dsn", "", "PostgreSQL DSN for shared state across replicas; empty means SQLite in STATE_DIR."),
+    Setting("store_pool_size", 8, "Connections in the PostgreSQL pool.", minimum=1),
+    Setting("issuer", "county-gateway", "The `iss` of tokens this gateway issues and accepts."),
+    Setting("audience", "county-gateway", "The `aud` tokens must carry."),
+    Setting("jwt_algorithms", "EdDSA", "Comma-separated JWT algorithms accepted (asymmetric only)."),
+    Setting("token_ttl_seconds", 900, "Lifetime of issued access tokens (at most 3600).", minimum=60),
+    Setting("jwt_leeway_seconds", 30, "Clock skew tolerated on exp/nbf/iat (at most 60).", minimum=0),
+    Setting("timezone", "Asia/Shanghai", "County time zone; budget periods are its calendar months."),
+    Setting("max_body_bytes", 65536, "Largest request body accepted (413 above).", minimum=1024),
+    Setting("max_upload_bytes", 2 * 1024**3, "Largest snapshot upload accepted.", minimum=1024),
+    Setting("max_sql_chars", 8192, "Longest SQL text accepted.", minimum=64),
+    Setting("sandbox_workers", 1, "Worker processes holding the data for releases.", minimum=1),
+    Setting("query_timeout_seconds", 30.0, "Wall-time limit of one release in the sandbox.", minimum=0.1),
+    Setting("worker_memory_mb", 8192, "Address-space limit of a sandbox worker.", minimum=256),
+    Setting("response_quantum_ms", 100, "DP answers are sent on this time quantum from the request start.", minimum=0),
+    Setting("response_floor_ms", 300, "DP answers are never sent sooner than this.", minimum=0),
+    Setting("idempotency_ttl_hours", 24, "How long Idempotency-Keys are kept (at least 24).", minimum=24),
+    Setting("reservation_lease_seconds", 120, "Age after which an unfinished reservation is recovered.", minimum=1),
+    Setting("rate_limit_per_second", 20.0, "Default requests per second per client (token bucket).", minimum=0.01),
+    Setting("rate_limit_burst", 40, "Default bucket size per client.", minimum=1),
+    Setting("max_in_flight_per_client", 8, "Concurrent DP releases per client.", minimum=1),
+    Setting("metrics_host", "127.0.0.1", "Address of the optional separate metrics listener."),
+    Setting("metrics_port", 0, "Port of a separate /metrics listener without auth; 0 disables it.", minimum=0),
+    Setting("shutdown_grace_seconds", 20.0, "Time in-flight requests get to finish on SIGTERM.", minimum=0),
+    Setting("suspension_poll_seconds", 0.5, "How often a replica re-reads dataset and requester status.", minimum=0.05),
+    Setting("replica_id", "", "Name of this replica in logs; empty means host:port."),
+    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("currency", "CNY", "Currency of prices and invoices (ISO 4217)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+ENV_PREFIX = "GATEWAY_"
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong name, type or value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    state_dir: str = "state"
+    data_dir: str = ""
+    policies_dir: str = ""
+    store_dsn: str = ""
+    store_pool_size: int = 8
+    issuer: str = "county-gateway"
+    audience: str = "county-gateway"
+    jwt_algorithms: str = "EdDSA"
+    token_ttl_seconds: int = 900
+    jwt_leeway_seconds: int = 30
+    timezone: str = "Asia/Shanghai"
+    max_body_bytes: int = 65536
+    max_upload_bytes: int = 2 * 1024**3
+    max_sql_chars: int = 8192
+    sandbox_workers: int = 1
+    query_timeout_seconds: float = 30.0
+    worker_memory_mb: int = 8192
+    response_quantum_ms: int = 100
+    response_floor_ms: int = 300
+    idempotency_ttl_hours: int = 24
+    reservation_lease_seconds: int = 120
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 40
+    max_in_flight_per_client: int = 8
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    shutdown_grace_seconds: float = 20.0
+    suspension_poll_seconds: float = 0.5
+    replica_id: str = ""
+    log_level: str = "INFO"
+    currency: str = "CNY"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else self.state_path / "data"
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.jwt_algorithms.split(",") if a.strip())
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def replace(self, **changes: Any) -> Settings:
+        return load_settings(values={**dataclasses.asdict(self), **changes})
+
+
+_ASYMMETRIC = {"EdDSA", "ES256", "ES384", "RS256", "PS256"}
+
+
+def _coerce(setting: Setting, raw: Any) -> Any:
+    kind = type(setting.default)
+    try:
+        if kind is bool:
+            value: Any = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        elif kind is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        elif kind is float:
+            value = float(raw)
+        else:
+            if not isinstance(raw, str | int | float):
+                raise ValueError
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {setting.name!r}: expected {kind.__name__}, got {raw!r}") from None
+    if setting.minimum is not None and value < setting.minimum:
+        raise SettingsError(f"setting {setting.name!r}: must be at least {setting.minimum}")
+    return value
+
+
+def _validate(s: Settings) -> None:
+    bad = [a for a in s.algorithms if a not in _ASYMMETRIC]
+    if bad or not s.algorithms:
+        raise SettingsError(f"jwt_algorithms: only asymmetric algorithms are allowed, not {bad}")
+    if s.token_ttl_seconds > 3600:
+        raise SettingsError("token_ttl_seconds: at most 3600 (R-AU-02)")
+    if s.jwt_leeway_seconds > 60:
+        raise SettingsError("jwt_leeway_seconds: at most 60 (R-AU-02)")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"log_level: unknown level {s.log_level!r}")
+    try:
+        ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"timezone: unknown zone {s.timezone!r}") from None
+
+
+def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
+                  values: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults, then the TOML file, then `GATEWAY_*` variables, then explicit `values`."""
+    merged: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+        table = table.get("gateway", table)
+        merged.update(table)
+    for key, raw in (environ or {}).items():
+        # GATEWAY_TEST_* belong to the test suite, not to the server.
+        if key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "TEST_"):
+            merged[key[len(ENV_PREFIX):].lower()] = raw
+    merged.update(values or {})
+    unknown = sorted(set(merged) - set(_BY_NAME))
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    settings = Settings(**{name: _coerce(_BY_NAME[name], raw) for name, raw in merged.items()})
+    _validate(settings)
+    return settings
+
+
+def settings_markdown() -> str:
+    """The README's settings table, one row per setting."""
+    rows = [f"| `{s.name}` (`{ENV_PREFIX}{s.name.upper()}`) | `{s.default!r}` | {s.help} |" for s in SETTINGS]
+    return "\n".join(rows)

@@ -1,0 +1,283 @@
+"""The store's async boundary: plain sync SQL functions run on SQLite or PostgreSQL.
+
+Every store operation is a sync function `fn(tx, *args)` written once, with `?` placeholders,
+and run by `await store.write(fn, ...)` (one transaction; on SQLite one writer thread with
+`BEGIN IMMEDIATE`) or `await store.read(fn, ...)`. The two backends differ only in how they
+connect, begin and retry; the rules live in the functions (store/identity.py, ledger.py...).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import functools
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from gateway.errors import Unavailable
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+class Tx(Protocol):
+    """One open transaction; `?` placeholders on both backends (R-IN-07: always parameters)."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
+class _SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, tuple(params)).rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = self.conn.execute(sql, tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in self.conn.execute(sql, tuple(params)).fetchall()]
+
+
+_QMARK = re.compile(r"\?")
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    return _QMARK.sub("%s", sql.replace("%", "%%"))
+
+
+class _PgTx:
+    dialect = "postgres"
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = self.conn.execute(_pg_sql(sql), tuple(params), prepare=False)
+        return int(cur.rowcount)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = self.conn.execute(_pg_sql(sql), tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in self.conn.execute(_pg_sql(sql), tuple(params)).fetchall()]
+
+
+class Store(abc.ABC):
+    """Async front of a backend; subclasses provide `_run(fn, args, write)` in a thread."""
+
+    dialect = ""
+
+    def __init__(self, read_threads: int) -> None:
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="store-read")
+        self.observe: Callable[[str, float], None] = lambda op, seconds: None
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._submit(fn, args, write=True)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._submit(fn, args, write=False)
+
+    async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._executor(write), self._run, fn, args, write)
+        finally:
+            self.observe(getattr(fn, "__name__", "op"), time.perf_counter() - started)
+
+    def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """For the CLI and start-up, outside the event loop."""
+        return self._executor(write).submit(self._run, fn, args, write).result()
+
+    def _executor(self, write: bool) -> ThreadPoolExecutor:
+        return self._readers
+
+    @abc.abstractmethod
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        """Run `fn(tx, *args)` in one transaction, in the calling (executor) thread."""
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True)
+
+
+class SqliteStore(Store):
+    """The embedded default: WAL, one writer thread, `BEGIN IMMEDIATE`, synchronous=FULL."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        super().__init__(read_threads=2)
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-write")
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _executor(self, write: bool) -> ThreadPoolExecutor:
+        return self._writer if write else self._readers
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.OperationalError as exc:  # SQLITE_BUSY after busy_timeout (R-BU-03)
+            raise Unavailable("The store is busy.", retry_after=1) from exc
+        try:
+            result = fn(_SqliteTx(conn), *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        super().close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._conns.clear()
+
+
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock (R-BU-02)
+
+
+class PostgresStore(Store):
+    """Shared state for several replicas: a psycopg pool, READ COMMITTED, bounded retries."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
+        from psycopg_pool import ConnectionPool
+
+        super().__init__(read_threads=pool_size)
+        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True,
+                                   kwargs={"autocommit": False}, timeout=10)
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        import psycopg
+
+        for attempt in range(5):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return fn(_PgTx(conn), *args)
+            except psycopg.errors.OperationalError as exc:
+                if getattr(exc, "sqlstate", None) not in _RETRYABLE_PG or attempt == 4:
+                    raise Unavailable("The store is unavailable.", retry_after=1) from exc
+                time.sleep(0.005 * 2**attempt)
+            except psycopg.errors.Error as exc:
+                if getattr(exc, "sqlstate", None) in _RETRYABLE_PG and attempt < 4:
+                    time.sleep(0.005 * 2**attempt)
+                    continue
+                raise
+        raise Unavailable()  # pragma: no cover - the loop returns or raises
+
+    def close(self) -> None:
+        super().close()
+        self.pool.close()
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _migration_files(dialect: str) -> Iterator[tuple[int, str, str]]:
+    """(number, name, sql): the portable file, then the dialect's own file, per number."""
+    folder = resources.files("gateway.store") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    for name in names:
+        stem = name[:-4]
+        number, _, rest = stem.partition("_")
+        if "." in rest and not rest.endswith("." + dialect):
+            continue
+        yield int(number), stem, (folder / name).read_text(encoding="utf-8")
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Statements end with a line holding only ';' or with ';' at a line end outside $$ blocks."""
+    parts, buf, in_dollar = [], [], False
+    for line in sql.splitlines():
+        if line.strip().startswith("--") and not buf:
+            continue
+        buf.append(line)
+        if line.count("$$") % 2 == 1:
+            in_dollar = not in_dollar
+        if not in_dollar and line.rstrip().endswith(";"):
+            parts.append("\n".join(buf).strip())
+            buf = []
+    if "".join(buf).strip():
+        parts.append("\n".join(buf).strip())
+    return parts
+
+
+def migrate(tx: Tx) -> list[str]:
+    """Apply every migration not yet applied; return their names."""
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in tx.all("SELECT name FROM schema_migrations")}
+    applied = []
+    for _number, name, sql in _migration_files(tx.dialect):
+        if name in done:
+            continue
+        for statement in _split_statements(sql):
+            tx.execute(statement)
+        tx.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                   (name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        applied.append(name)
+    return applied
+
+
+def pending_migrations(tx: Tx) -> list[str]:
+    done = {r[0] for r in tx.all("SELECT name FROM schema_migrations")}
+    return [name for _n, name, _s in _migration_files(tx.dialect) if name not in done]
+
+
+def open_store(dsn: str, state_dir: Path, *, pool_size: int = 8) -> Store:
+    """PostgreSQL when a DSN is given, else SQLite in the state folder; migrated."""
+    store: Store
+    if dsn:
+        store = PostgresStore(dsn, pool_size=pool_size)
+        store.run_sync(_migrate_locked)
+    else:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        store = SqliteStore(state_dir / "gateway.db")
+        store.run_sync(migrate)
+    return store
+
+
+def _migrate_locked(tx: Tx) -> list[str]:
+    # Replicas starting together take turns: a transaction-scoped advisory lock.
+    tx.one("SELECT pg_advisory_xact_lock(?)", (7_160_341,))
+    return migrate(tx)

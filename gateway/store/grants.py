@@ -1,0 +1,48 @@
+"""Grants: a requester organisation's budget per period on a dataset (or product)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.clock import utc_now_text
+from gateway.store import audit
+from gateway.store.db import Tx
+
+
+@dataclass(frozen=True)
+class Grant:
+    grant_id: str
+    org_id: str
+    dataset: str
+    product_id: str | None
+    epsilon_limit_nano: int
+    valid_from: str
+    valid_until: str | None
+    status: str
+
+
+_COLUMNS = "grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status"
+
+
+def create_grant(tx: Tx, grant_id: str, org_id: str, dataset: str, epsilon_limit_nano: int, actor: str, *,
+                 product_id: str | None = None, valid_until: str | None = None) -> Grant:
+    now = utc_now_text()
+    tx.execute(f"INSERT INTO grants ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+               (grant_id, org_id, dataset, product_id, epsilon_limit_nano, now, valid_until, now))
+    audit.append(tx, "grant.created", actor, grant_id,
+                 {"org": org_id, "dataset": dataset, "product": product_id,
+                  "epsilon_limit_nano": epsilon_limit_nano, "valid_until": valid_until})
+    return Grant(grant_id, org_id, dataset, product_id, epsilon_limit_nano, now, valid_until, "active")
+
+
+def active_grants(tx: Tx, org_id: str, now: str) -> list[Grant]:
+    rows = tx.all(f"SELECT {_COLUMNS} FROM grants WHERE org_id = ? AND status = 'active' "
+                  "AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) ORDER BY grant_id",
+                  (org_id, now, now))
+    return [Grant(*r) for r in rows]
+
+
+def dataset_limit(grants: list[Grant], dataset: str) -> int | None:
+    """The requester's epsilon limit per period on a dataset: the largest of its active grants."""
+    limits = [g.epsilon_limit_nano for g in grants if g.dataset == dataset]
+    return max(limits) if limits else None

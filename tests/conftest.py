@@ -1,0 +1,49 @@
+"""Shared fixtures: demo data generated once per session, and a demo gateway process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Gateway, seed_demo_data
+
+TEST_SCALE = 0.1  # 52,000 residents: realistic shapes, quick to copy
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gateway.data.demo import generate
+
+    out = tmp_path_factory.mktemp("demo-data")
+    generate(out, scale=TEST_SCALE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
+    """One demo gateway for the read-mostly HTTP tests of the session."""
+    state = tmp_path_factory.mktemp("gw-state")
+    seed_demo_data(state, demo_data)
+    gw = Gateway(state).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def fresh_gateway(tmp_path: Path, demo_data: Path) -> Iterator[Gateway]:
+    """A gateway of its own, for tests that spend budget or change state."""
+    seed_demo_data(tmp_path, demo_data)
+    gw = Gateway(tmp_path).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
+    if not dsn:
+        pytest.skip("GATEWAY_TEST_POSTGRES_DSN is not set (.ci/run sets it when PostgreSQL answers)")
+    return dsn

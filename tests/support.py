@@ -1,0 +1,161 @@
+"""Test helpers: a real `gateway serve` process on a loopback port, and a small HTTP client."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    def header(self, name: str) -> str | None:
+        return {k.lower(): v for k, v in self.headers.items()}.get(name.lower())
+
+    @property
+    def is_problem(self) -> bool:
+        ctype = self.header("content-type") or ""
+        js = self.json
+        return ctype.startswith("application/problem+json") and js.get("status") == self.status
+
+
+def call(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+         timeout: float = 120) -> Reply:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Reply(r.status, dict(r.headers), r.read())
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, dict(e.headers), e.read())
+
+
+def seed_demo_data(state_dir: Path, source: Path) -> None:
+    """Copy pre-generated demo Parquet files into a state folder (saves regenerating them)."""
+    data = state_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for f in source.glob("*.parquet"):
+        target = data / f.name
+        if not target.exists():
+            shutil.copyfile(f, target)
+
+
+@dataclass
+class Gateway:
+    """`gateway serve --demo` (or with extra args) as a child process."""
+
+    state_dir: Path
+    extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180) -> Gateway:
+        self.port = self.port or free_port()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.state_dir / "server.log", "ab")  # noqa: SIM115 - closed with the process
+        cmd = [str(BIN / "gateway"), "serve", "--demo", "--host", "127.0.0.1", "--port", str(self.port),
+               "--state-dir", str(self.state_dir), *self.extra]
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.log_tail()}")
+            with contextlib.suppress(OSError):
+                if call("GET", self.base + "/readyz", timeout=2).status == 200:
+                    self.tokens.clear()
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gateway did not become ready: " + self.log_tail())
+
+    def log_tail(self, n: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return (self.state_dir / "server.log").read_text(errors="replace")[-n:]
+        return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    @property
+    def credentials(self) -> dict[str, dict[str, Any]]:
+        data = json.loads((self.state_dir / "demo-credentials.json").read_text())
+        return {c["client_id"]: c for c in data["clients"]}
+
+    def token(self, client_id: str) -> str:
+        if client_id not in self.tokens:
+            c = self.credentials[client_id]
+            r = self.form("/oauth/token", {"grant_type": "client_credentials", "client_id": client_id,
+                                           "client_secret": c["client_secret"]})
+            assert r.status == 200, (r.status, r.body)
+            self.tokens[client_id] = r.json["access_token"]
+        return self.tokens[client_id]
+
+    def form(self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> Reply:
+        return call("POST", self.base + path, urllib.parse.urlencode(fields).encode(),
+                    {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+
+    def api(self, method: str, path: str, client: str | None = None, body: Any = None,
+            headers: dict[str, str] | None = None) -> Reply:
+        h = dict(headers or {})
+        if client:
+            h["Authorization"] = "Bearer " + self.token(client)
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        return call(method, self.base + path, data, h)
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    h, p, s = token.split(".")
+    pad = lambda x: x + "=" * (-len(x) % 4)  # noqa: E731
+    return json.loads(base64.urlsafe_b64decode(pad(h))), json.loads(base64.urlsafe_b64decode(pad(p))), s
