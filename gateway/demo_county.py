@@ -76,11 +76,7 @@ def _known_secrets(path: Path) -> dict[str, str]:
 
 def prepare_demo_state(settings: Settings) -> None:
     """Generate the demo datasets (deterministic seed) into the data folder unless present."""
-    from gateway.data.demo import DEFAULT_SEED, generate
+    from gateway.data.demo import ensure
 
-    data = settings.data_path
-    wanted = ("residents", "enterprises", "vehicles", "social_insurance")
-    if all((data / f"{name}.parquet").is_file() for name in wanted):
-        return
-    data.mkdir(parents=True, exist_ok=True)
-    generate(data, seed=DEFAULT_SEED, scale=1.0)
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    ensure(settings.data_path)

@@ -94,29 +94,29 @@ class Metrics:
         self._requests = c("requests_total", "HTTP requests answered.",
                            ("route", "method", "status_class"))
         self._request_seconds = h("request_duration_seconds", "Time to answer an HTTP request.",
-                                 ("route",), REQUEST_BUCKETS)
+                                  ("route",), REQUEST_BUCKETS)
         self._releases = c("releases_total", "DP answers by outcome.", ("dataset", "outcome"))
         self._refusals = c("refusals_total", "Requests refused, by reason.", ("dataset", "reason"))
         self._epsilon = c("epsilon_charged_total", "Privacy loss (epsilon) charged.", ("dataset",))
         self._cache_hits = c("cache_hits_total", "Answers served from the release cache.",
                              ("dataset",))
-        self._sandbox_seconds = h("sandbox_seconds", "Sandbox time of a release, rounded up to the "
-                                 "response quantum.", ("dataset",), SANDBOX_BUCKETS)
+        self._sandbox_seconds = h("sandbox_seconds", "Sandbox time of a release, rounded up to "
+                                  "the response quantum.", ("dataset",), SANDBOX_BUCKETS)
         self._sandbox_timeouts = c("sandbox_timeouts_total", "Releases stopped by the time limit.")
         self._worker_restarts = c("worker_restarts_total", "Sandbox worker processes restarted.")
         self._store_seconds = h("store_seconds", "Time of one store operation.", ("operation",),
-                               STORE_BUCKETS)
+                                STORE_BUCKETS)
         self._billed = c("billed_minor_total", "Money billed, in minor units of the currency.",
-                        ("dataset", "currency"))
+                         ("dataset", "currency"))
         self._rate_limited_requests = c("rate_limited_total", "Requests answered 429.")
         self._tokens = c("tokens_issued_total", "Access tokens issued, by role.", ("role",))
         self._audit_appends = c("audit_appends_total", "Entries appended to the audit chain.")
-        self._global_budget = g("dataset_global_budget_used_ratio", "Share of the dataset's global "
-                               "epsilon cap spent this period.", ("dataset",))
-        self._available = g("dataset_available", "1 while the dataset can answer, else 0.",
-                            ("dataset",))
-        self._source_failures = c("source_failures_total", "Failed loads from a dataset's source.",
-                                 ("dataset",))
+        self._global_budget = g("dataset_global_budget_used_ratio", "Share of the dataset's "
+                                "global epsilon cap spent this period.", ("dataset",))
+        self._available = g("dataset_available", "1 while the dataset's current snapshot is "
+                            "loaded and servable (suspension aside), else 0.", ("dataset",))
+        self._source_failures = c("source_failures_total", "Failed loads from a dataset's "
+                                  "source.", ("dataset",))
         self._inflight = g("inflight_requests", "HTTP requests being answered.")
         self._ready = g("ready", "1 while /readyz answers 200, else 0.")
 

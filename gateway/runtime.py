@@ -36,12 +36,17 @@ class Runtime:
     metrics: Metrics
     sandbox: Sandbox | None = None
     active_clients: dict[str, bool] = field(default_factory=dict)
+    snapshots: dict[str, str] = field(default_factory=dict)  # dataset -> current snapshot id
     ready: bool = False
     draining: bool = False
 
     @property
     def replica(self) -> str:
         return self.settings.replica_id or f"{self.settings.host}:{self.settings.port}"
+
+    def snapshot_id(self, dataset: str) -> str:
+        """The snapshot the sandbox serves now; answers are cached per snapshot."""
+        return self.snapshots.get(dataset, "")
 
     def close(self) -> None:
         self.store.close()

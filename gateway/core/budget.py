@@ -1,22 +1,35 @@
-"""Exact privacy-loss arithmetic (integer nano-epsilon) and the county's budget periods."""
+"""Exact privacy-loss arithmetic: epsilon as integer nano-units, budget periods, splits.
+
+Budgets are kept like money (R-BU-04): a decimal epsilon from a request or a policy becomes
+an integer count of nano-epsilon, rounded up, so that the sum of charges never passes a cap
+because of rounding. Periods are calendar months in the county's time zone.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 NANO = 10**9
+_PERIOD_FORMAT = "%Y-%m"
 
 
 def to_nano(eps: Decimal | str | int) -> int:
-    """Epsilon as an integer count of nano-epsilon, rounded UP so that charges never undercount."""
-    value = Decimal(eps) * NANO
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
+    """Epsilon (or delta) as an integer count of nano-units, rounded up (R-BU-04)."""
+    try:
+        value = Decimal(eps)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"not a decimal number: {eps!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"privacy loss must be a finite, non-negative number: {eps!r}")
+    return int((value * NANO).to_integral_value(rounding=ROUND_CEILING))
 
 
 def from_nano(n: int) -> Decimal:
-    return Decimal(n) / NANO
+    """Nano-units back to an exact Decimal, without trailing zeros or an exponent."""
+    value = Decimal(n).scaleb(-9).normalize()
+    return value.quantize(Decimal(1)) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
 
 
 def nano_to_float(n: int) -> float:
@@ -24,22 +37,35 @@ def nano_to_float(n: int) -> float:
     return float(from_nano(n))
 
 
-def period_of(moment: datetime, zone: ZoneInfo) -> str:
-    """The budget period ("YYYY-MM"): the calendar month in the county's time zone."""
-    return moment.astimezone(zone).strftime("%Y-%m")
+def split_epsilon(total_nano: int, parts: int) -> tuple[int, ...]:
+    """An even, deterministic split of a charge over `parts` mechanisms; sums to <= total.
+
+    Any remainder (less than `parts` nano-units) is left unspent rather than given to one
+    part, so every part gets the same loss and the noise scales stay equal.
+    """
+    if parts < 1:
+        raise ValueError("an epsilon split needs at least one part")
+    if total_nano < 0:
+        raise ValueError("an epsilon split needs a non-negative total")
+    return (total_nano // parts,) * parts
+
+
+def period_of(ts: datetime, zone: ZoneInfo) -> str:
+    """The budget period ("YYYY-MM") holding an aware timestamp, in the county's zone."""
+    if ts.tzinfo is None:
+        raise ValueError("period_of needs an aware timestamp")
+    return ts.astimezone(zone).strftime(_PERIOD_FORMAT)
 
 
 def period_bounds(period: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """[start, end) of a period in UTC."""
-    year, month = (int(x) for x in period.split("-"))
-    start = datetime(year, month, 1, tzinfo=zone)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
+    """[start, end) of a period in UTC: local midnight of the first day of two months."""
+    try:
+        first = datetime.strptime(period, _PERIOD_FORMAT)
+    except ValueError:
+        raise ValueError(f"a period is written YYYY-MM, not {period!r}") from None
+    if first.strftime(_PERIOD_FORMAT) != period:
+        raise ValueError(f"a period is written YYYY-MM, not {period!r}")
+    year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
+    start = first.replace(tzinfo=zone)
+    end = datetime(year, month, 1, tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def split_epsilon(total_nano: int, parts: int) -> tuple[int, ...]:
-    """Deterministic equal split, never summing to more than the total."""
-    if parts <= 0:
-        raise ValueError("parts must be positive")
-    share = total_nano // parts
-    return (share,) * parts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -168,12 +169,24 @@ def _node_at(root: yaml.Node | None, path: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
+def _key_node(root: yaml.Node | None, path: tuple[Any, ...], key: Any) -> yaml.Node | None:
+    """The key node of `key` in the mapping at `path`: where an unknown field is written."""
+    parent = _node_at(root, path)
+    if isinstance(parent, yaml.MappingNode):
+        return next((k for k, _v in parent.value if k.value == key), parent)
+    return parent
+
+
 class _Problems:
     def __init__(self, filename: str, root: yaml.Node | None) -> None:
         self.filename, self.root, self.items = filename, root, list[Located]()
+        self.broken: list[tuple[Any, ...]] = []  # paths the schema found wrong
 
     def add(self, path: tuple[Any, ...], message: str) -> None:
         self.add_at(_node_at(self.root, path), message)
+
+    def add_key(self, path: tuple[Any, ...], key: Any, message: str) -> None:
+        self.add_at(_key_node(self.root, path, key), message)
 
     def add_at(self, node: yaml.Node | None, message: str) -> None:
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node else (1, 1)
@@ -200,13 +213,39 @@ def parse_policy(text: str, filename: str, schema: Mapping[str, Any]) -> Dataset
         raise PolicyInvalid(problems.items)
     validator = jsonschema.Draft202012Validator(schema)
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-        where = ".".join(map(str, err.absolute_path)) or "(top)"
-        problems.add(tuple(err.absolute_path), f"{where}: {_schema_message(err)}")
-    if not problems.items:
-        _check_semantics(doc, problems)
+        _report_schema_error(err, problems)
+    # Semantic rules run on every part the schema found sound, so one pass reports them all.
+    _check_semantics(doc, problems, _Sound(doc, problems.broken))
     if problems.items:
         raise PolicyInvalid(problems.items)
     return _build(doc)
+
+
+def _report_schema_error(err: jsonschema.ValidationError, problems: _Problems) -> None:
+    path = tuple(err.absolute_path)
+    problems.broken.append(path)
+    where = ".".join(map(str, path)) or "(top)"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        for key in sorted((k for k in err.instance if k not in known), key=str):
+            problems.add_key(path, key, f"{where}: unknown field {key!r}")
+        return
+    problems.add(path, f"{where}: {_schema_message(err)}")
+
+
+class _Sound:
+    """Whether a part of the document exists and passed the schema, so its rules may run."""
+
+    def __init__(self, doc: dict[str, Any], broken: list[tuple[Any, ...]]) -> None:
+        self.doc, self.broken = doc, broken
+
+    def __call__(self, *path: Any) -> bool:
+        node: Any = self.doc
+        for step in path:
+            if not isinstance(node, dict) or step not in node:
+                return False
+            node = node[step]
+        return not any(bad[:len(path)] == path for bad in self.broken)
 
 
 def _schema_message(err: jsonschema.ValidationError) -> str:
@@ -223,33 +262,53 @@ def _dec(text: str) -> Decimal:
         raise ValueError(text) from None
 
 
-def _check_semantics(doc: dict[str, Any], problems: _Problems) -> None:
-    cols: dict[str, dict[str, Any]] = doc["columns"]
-    for name, col in cols.items():
-        _check_column(name, col, problems)
+def _check_semantics(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
+    if sound("columns") or isinstance(doc.get("columns"), dict):
+        for name, col in doc["columns"].items():
+            if sound("columns", name):
+                _check_column(name, col, problems)
+    if sound("privacy_unit"):
+        _check_unit(doc, problems, sound)
+    if sound("epsilon"):
+        _check_epsilon(doc, problems, sound)
+    if sound("private_keys"):
+        pk = doc["private_keys"]
+        if pk["allowed"] and not (0 < _dec(pk.get("delta", "0")) < Decimal("1e-3")):
+            problems.add(("private_keys",), "private_keys.allowed needs a delta in (0, 1e-3)")
+    if sound("revenue_shares"):
+        _check_shares(doc, problems, sound)
+    if sound("source"):
+        _check_source(doc["source"], problems)
+
+
+def _check_unit(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
     unit = doc["privacy_unit"]
-    if unit["kind"] == "identifier":
-        idcol = cols.get(unit["column"])
-        if idcol is None:
-            problems.add(("privacy_unit", "column"), f"privacy_unit.column {unit['column']!r} is not a declared column")
-        elif not idcol.get("hidden"):
-            problems.add(("columns", unit["column"]), "the privacy-id column must be hidden: true")
+    if unit["kind"] != "identifier" or not isinstance(doc.get("columns"), dict):
+        return
+    idcol = doc["columns"].get(unit["column"])
+    if idcol is None:
+        problems.add(("privacy_unit", "column"), f"privacy_unit.column {unit['column']!r} is not a declared column")
+    elif sound("columns", unit["column"]) and not idcol.get("hidden"):
+        problems.add(("columns", unit["column"]), "the privacy-id column must be hidden: true")
+
+
+def _check_epsilon(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
     eps = doc["epsilon"]
     if _dec(eps["min"]) <= 0 or _dec(eps["min"]) > _dec(eps["max"]):
-        problems.add(("epsilon",), "epsilon.min must be positive and at most epsilon.max")
-    imp = doc.get("important", {})
-    if "epsilon_max" in imp and _dec(imp["epsilon_max"]) > _dec(eps["max"]):
+        problems.add(("epsilon", "min"), "epsilon.min must be positive and at most epsilon.max")
+    if sound("important", "epsilon_max") and _dec(doc["important"]["epsilon_max"]) > _dec(eps["max"]):
         problems.add(("important", "epsilon_max"), "important.epsilon_max cannot exceed epsilon.max")
-    pk = doc.get("private_keys", {"allowed": False})
-    if pk["allowed"] and not (0 < _dec(pk.get("delta", "0")) < Decimal("1e-3")):
-        problems.add(("private_keys",), "private_keys.allowed needs a delta in (0, 1e-3)")
-    if _dec(doc["budget"]["global_cap"]) < _dec(eps["max"]):
+    if sound("budget", "global_cap") and _dec(doc["budget"]["global_cap"]) < _dec(eps["max"]):
         problems.add(("budget", "global_cap"), "budget.global_cap is smaller than one query's epsilon.max")
-    if sum(doc["revenue_shares"].values()) != BASIS_POINTS:
+
+
+def _check_shares(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
+    shares = doc["revenue_shares"]
+    if sum(shares.values()) != BASIS_POINTS:
         problems.add(("revenue_shares",), f"revenue_shares must sum to {BASIS_POINTS} basis points")
-    if doc["owner"] not in doc["revenue_shares"] and doc["source"]["kind"] != "view":
+    if (sound("owner") and sound("source", "kind") and doc["owner"] not in shares
+            and doc["source"]["kind"] != "view"):
         problems.add(("revenue_shares",), f"the owner {doc['owner']!r} must have a revenue share")
-    _check_source(doc["source"], problems)
 
 
 def _check_column(name: str, col: dict[str, Any], problems: _Problems) -> None:
@@ -259,19 +318,21 @@ def _check_column(name: str, col: dict[str, Any], problems: _Problems) -> None:
         lo, hi = col["bounds"]
         if not numeric:
             problems.add(where + ("bounds",), f"{name}: bounds are only for integer or float columns")
+        elif not (math.isfinite(lo) and math.isfinite(hi)):
+            problems.add(where + ("bounds",), f"{name}: bounds must be finite numbers")
         elif lo >= hi:
             problems.add(where + ("bounds",), f"{name}: bounds must be [lower, upper] with lower < upper")
     if col.get("aggregate") and numeric and "bounds" not in col:
-        problems.add(where, f"{name}: a numeric column that may be aggregated needs bounds")
+        problems.add(where + ("aggregate",), f"{name}: a numeric column that may be aggregated needs bounds")
     if col.get("group_by") and "categories" not in col:
-        problems.add(where, f"{name}: a group-by column needs its public categories")
+        problems.add(where + ("group_by",), f"{name}: a group-by column needs its public categories")
     for cat in col.get("categories", []):
         if not _category_fits(col["type"], cat):
             problems.add(where + ("categories",), f"{name}: category {cat!r} is not a {col['type']}")
     if col.get("hidden") and (col.get("group_by") or col.get("aggregate") or col.get("filter")):
-        problems.add(where, f"{name}: a hidden column cannot be grouped, aggregated or filtered")
+        problems.add(where + ("hidden",), f"{name}: a hidden column cannot be grouped, aggregated or filtered")
     if col.get("classification") == "core" and not col.get("hidden"):
-        problems.add(where, f"{name}: core data is never queryable; mark it hidden: true")
+        problems.add(where + ("classification",), f"{name}: core data is never queryable; mark it hidden: true")
 
 
 def _category_fits(kind: str, value: Any) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -208,7 +209,9 @@ def _atomic_writers(out_dir: Path, policies: Mapping[str, DatasetPolicy]) -> Ite
 
         def write(name: str, frame: pl.DataFrame) -> None:
             table = _conform(frame, policies[name]).to_arrow(compat_level=pl.CompatLevel.oldest())
-            writers[name].write_table(table.cast(writers[name].schema), row_group_size=len(frame))
+            if table.num_rows:  # a tiny county may have a chunk without vehicles
+                writers[name].write_table(table.cast(writers[name].schema),
+                                          row_group_size=table.num_rows)
 
         yield write
         for writer in writers.values():
@@ -300,8 +303,9 @@ def _people(rng: np.random.Generator, vocab: _Vocabulary, first: int, first_hous
     age = np.where(head, rng.choice(111, n, p=_age_shares(20, 1.0)),
                    rng.choice(111, n, p=_age_shares(0, 2.0)))
     male = rng.random(n) < np.select([age < 20, age < 70, age < 85], [0.53, 0.51, 0.45], 0.38)
-    education = _draw(rng, _by_age_table(_EDUCATION_BY_AGE, _EDUCATION, vocab.education),
-                      _age_band(_EDUCATION_BY_AGE, age))
+    education_table = np.vstack([_relay(_EDUCATION, w, vocab.education)
+                                 for _, w in _EDUCATION_BY_AGE])
+    education = _draw(rng, education_table, _age_band(_EDUCATION_BY_AGE, age))
     status_table = np.vstack([_relay(_STATUS, w, vocab.status)
                               for _, women, men in _STATUS_BY_AGE for w in (women, men)])
     status = _draw(rng, status_table, 2 * _age_band(_STATUS_BY_AGE, age) + male)
@@ -343,14 +347,9 @@ def _age_shares(youngest: int, youth_weight: float) -> np.ndarray:
     return per_year / per_year.sum()
 
 
-def _age_band(bands: Sequence[tuple[int, *tuple[object, ...]]], age: np.ndarray) -> np.ndarray:
+def _age_band(bands: Sequence[tuple[Any, ...]], age: np.ndarray) -> np.ndarray:
     """The index of the last band starting at or below each age."""
     return np.searchsorted(np.array([band[0] for band in bands]), age, side="right") - 1
-
-
-def _by_age_table(bands: Sequence[tuple[int, Sequence[float]]], names: Sequence[str],
-                  within: Sequence[str]) -> np.ndarray:
-    return np.vstack([_relay(names, weights, within) for _, weights in bands])
 
 
 def _with_income(rng: np.random.Generator, vocab: _Vocabulary, p: _People) -> _People:
@@ -364,6 +363,7 @@ def _with_income(rng: np.random.Generator, vocab: _Vocabulary, p: _People) -> _P
     town_pay = np.where(seat, 1.25, 0.85 + 0.15 * shares[p.township]
                         / np.delete(shares, vocab.townships.index(SEAT)).max())
     education_pay = _relay(_EDUCATION, _EDUCATION_PAY, vocab.education)[p.education]
+    # Pay is computed for everyone and kept for workers; the clip spares Z a log(0).
     log_median = (np.log(np.where(employed, 42_000, 36_000) * education_pay * town_pay
                          * _named(_INDUSTRY_PAY, vocab.industries)[p.industry].clip(0.1))
                   - 0.5 * ((p.age - 42) / 22) ** 2)
@@ -378,7 +378,7 @@ def _with_income(rng: np.random.Generator, vocab: _Vocabulary, p: _People) -> _P
         [employed | status["self_employed"], status["retired"], status["unemployed"],
          status["other"] & (p.age >= 16)],
         [work, pension, odd_jobs, np.where(rng.random(n) < 0.4, odd_jobs, 0)], 0.0)
-    return replace(p, income=np.round(np.clip(income, 0, 2_000_000)))
+    return replace(p, income=np.round(income))  # clipped to the policy's bounds when written
 
 
 def _residents(people: _People, ids: pl.Series, vocab: _Vocabulary) -> pl.DataFrame:

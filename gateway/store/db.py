@@ -217,7 +217,9 @@ class PostgresStore(Store):
 def _migration_files(dialect: str) -> Iterator[tuple[int, str, str]]:
     """(number, name, sql): the portable file, then the dialect's own file, per number."""
     folder = resources.files("gateway.store") / "migrations"
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    # The portable file of a number runs before its dialect file ("0001_init" < "0001_init.sqlite").
+    names = sorted((p.name for p in folder.iterdir() if p.name.endswith(".sql")),
+                   key=lambda n: (n.split("_", 1)[0], n.count("."), n))
     for name in names:
         stem = name[:-4]
         number, _, rest = stem.partition("_")

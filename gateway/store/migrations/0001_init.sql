@@ -122,6 +122,7 @@ CREATE TABLE idempotency_keys (
     org_id TEXT NOT NULL,
     idem_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
+    query_id TEXT,
     state TEXT NOT NULL CHECK (state IN ('running', 'done')),
     status INTEGER,
     body TEXT,

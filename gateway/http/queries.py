@@ -1,0 +1,135 @@
+"""Queries, previews, budget, usage and audit verification over HTTP (thin: parse, call, serialize)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from gateway.clock import utc_now
+from gateway.core.budget import period_of
+from gateway.core.jsonplan import parse_json_plan
+from gateway.core.plan import Plan
+from gateway.core.sql import parse_sql
+from gateway.errors import InvalidRequest, NotFound
+from gateway.http.body import json_object, only_fields
+from gateway.http.keys import RUNTIME
+from gateway.http.routing import Route, principal, route
+from gateway.service import ledger_views
+from gateway.service.queries import QueryReply, preview, request_fingerprint, run_query
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # R-ID-01: printable, at most 255
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+QUERY_FIELDS = ("dataset", "sql", "plan", "epsilon", "delta")
+
+
+def _decimal(body: dict[str, Any], name: str, default: str | None = None) -> Decimal:
+    raw = body.get(name, default)
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidRequest(f"{name} must be a number")
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        raise InvalidRequest(f"{name} must be a number") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidRequest(f"{name} must be a finite, non-negative number")
+    return value
+
+
+def plan_from_body(body: dict[str, Any], max_sql_chars: int) -> Plan:
+    """A query body (`sql` or `plan`) -> Plan; both forms meet the same checks after."""
+    only_fields(body, QUERY_FIELDS, ("dataset", "epsilon"))
+    dataset = body["dataset"]
+    if not isinstance(dataset, str):
+        raise InvalidRequest("dataset must be a string")
+    epsilon, delta = _decimal(body, "epsilon"), _decimal(body, "delta", "0")
+    if epsilon == 0:
+        raise InvalidRequest("epsilon must be positive")
+    if ("sql" in body) == ("plan" in body):
+        raise InvalidRequest("send exactly one of sql and plan")
+    if "sql" in body:
+        if not isinstance(body["sql"], str):
+            raise InvalidRequest("sql must be a string")
+        return parse_sql(body["sql"], epsilon=epsilon, delta=delta, max_chars=max_sql_chars, dataset=dataset)
+    if not isinstance(body["plan"], dict):
+        raise InvalidRequest("plan must be an object")
+    return parse_json_plan(body["plan"], epsilon=epsilon, delta=delta, dataset=dataset)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
+    return key
+
+
+def reply(answer: QueryReply) -> web.Response:
+    return web.Response(status=answer.status, body=answer.body, headers=answer.headers,
+                        content_type="application/json" if answer.status < 400 else "application/problem+json")
+
+
+@route("POST", "/v1/queries", {"requester"})
+async def post_query(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    key = idempotency_key(request)
+    body = await json_object(request, max_bytes=runtime.settings.max_body_bytes)
+    plan = plan_from_body(body, runtime.settings.max_sql_chars)
+    request["dataset"] = plan.dataset
+    answer = await run_query(runtime, principal(request), plan, idempotency_key=key,
+                             request_fingerprint=request_fingerprint(request.path, body))
+    return reply(answer)
+
+
+@route("POST", "/v1/queries/preview", {"requester"})
+async def post_preview(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    body = await json_object(request, max_bytes=runtime.settings.max_body_bytes)
+    plan = plan_from_body(body, runtime.settings.max_sql_chars)
+    return web.json_response(await preview(runtime, principal(request), plan))
+
+
+@route("GET", "/v1/budget", {"requester"})
+async def get_budget(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    period = period_of(utc_now(), runtime.settings.zone)
+    lines = await ledger_views.budget(runtime, principal(request).org_id, period)
+    return web.json_response({"period": period, "datasets": lines})
+
+
+def _period(request: web.Request) -> str:
+    runtime = request.app[RUNTIME]
+    period = request.query.get("period") or period_of(utc_now(), runtime.settings.zone)
+    if not _PERIOD.match(period):
+        raise InvalidRequest("period must be written YYYY-MM")
+    return period
+
+
+@route("GET", "/v1/usage", {"requester", "bureau"})
+async def get_usage(request: web.Request) -> web.Response:
+    who = principal(request)
+    period = _period(request)
+    org = None if who.has("bureau") else who.org_id
+    items = await ledger_views.usage(request.app[RUNTIME], org, period)
+    return web.json_response({"period": period, "items": items})
+
+
+@route("GET", "/v1/audit/verify", {"bureau"})
+async def get_audit_verify(request: web.Request) -> web.Response:
+    verdict = await ledger_views.verify_audit(request.app[RUNTIME])
+    return web.json_response(verdict)
+
+
+@route("GET", "/v1/queries/{query_id}", {"requester"})
+async def get_release(request: web.Request) -> web.Response:
+    found = await ledger_views.release(request.app[RUNTIME], principal(request).org_id,
+                                       request.match_info["query_id"])
+    if found is None:
+        raise NotFound("no such release")
+    return web.json_response(found)
+
+
+ROUTES: tuple[Route, ...] = (post_query, post_preview, get_budget, get_usage, get_audit_verify, get_release)

@@ -1,0 +1,75 @@
+"""Read-only views of the ledger: budget, usage, stored releases and the audit verdict."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.clock import utc_now_text
+from gateway.core.budget import nano_to_float
+from gateway.runtime import Runtime
+from gateway.store import audit, ledger
+from gateway.store import grants as store_grants
+from gateway.store.db import Tx
+
+
+async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, Any]]:
+    grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
+    limits: dict[str, int] = {}
+    for g in grants:
+        limits[g.dataset] = max(limits.get(g.dataset, 0), g.epsilon_limit_nano)
+    accounts = {f"grant:{org_id}:{d}": d for d in limits}
+    used = await runtime.store.read(ledger.account_usage, sorted(accounts), period)
+    lines = []
+    for account, dataset in sorted(accounts.items(), key=lambda kv: kv[1]):
+        _cap, spent, reserved = used.get(account, (0, 0, 0))
+        cap = limits[dataset]  # the grant's limit now; the stored cap catches up at the next charge
+        lines.append({"dataset": dataset, "epsilon_limit": nano_to_float(cap),
+                      "epsilon_spent": nano_to_float(spent),
+                      "epsilon_remaining": nano_to_float(max(cap - spent - reserved, 0))})
+    return lines
+
+
+def _usage_rows(tx: Tx, org_id: str | None, period: str) -> list[dict[str, Any]]:
+    sql = ("SELECT usage_id, query_id, org_id, client_id, dataset, product_id, period, cached, epsilon_nano, "
+           "price_minor, currency, price_version, committed_at FROM usage_records WHERE period = ?")
+    params: tuple[Any, ...] = (period,)
+    if org_id is not None:
+        sql += " AND org_id = ?"
+        params += (org_id,)
+    rows = tx.all(sql + " ORDER BY committed_at, usage_id", params)
+    keys = ("usage_id", "query_id", "org_id", "client_id", "dataset", "product_id", "period", "cached",
+            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at")
+    out = []
+    for row in rows:
+        item = dict(zip(keys, row, strict=True))
+        item["cached"] = bool(item["cached"])
+        item["epsilon"] = nano_to_float(int(item.pop("epsilon_nano")))
+        item["price_minor"] = int(item["price_minor"])
+        out.append(item)
+    return out
+
+
+async def usage(runtime: Runtime, org_id: str | None, period: str) -> list[dict[str, Any]]:
+    """Requesters see their own records; the bureau sees all (org_id None)."""
+    return await runtime.store.read(_usage_rows, org_id, period)
+
+
+async def verify_audit(runtime: Runtime) -> dict[str, Any]:
+    verdict = await runtime.store.read(audit.verify, None)
+    return verdict.as_dict()
+
+
+def _release(tx: Tx, org_id: str, query_id: str) -> dict[str, Any] | None:
+    row = tx.one("SELECT query_id, dataset, result, accuracy, epsilon_nano, policy_version, snapshot_id, created_at "
+                 "FROM releases WHERE query_id = ? AND org_id = ?", (query_id, org_id))
+    if row is None:
+        return None
+    return {"query_id": row[0], "dataset": row[1], "release": json.loads(row[2]), "accuracy": json.loads(row[3]),
+            "epsilon_spent": nano_to_float(int(row[4])), "policy_version": row[5], "snapshot_id": row[6],
+            "created_at": row[7]}
+
+
+async def release(runtime: Runtime, org_id: str, query_id: str) -> dict[str, Any] | None:
+    """A requester's own stored release; another's answers exactly like a missing one."""
+    return await runtime.store.read(_release, org_id, query_id)

@@ -1,0 +1,291 @@
+"""The release path (DESIGN §4): check -> idempotency -> answer cache -> reserve -> mark as
+touching data -> sandbox release -> one commit transaction -> padded response.
+
+Before `mark_executing` commits, any failure returns the reservation and forgets the
+idempotency claim; from then on a failure keeps the charge, bills nothing and answers one
+generic error (R-DP-11), which an idempotent retry replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.clock import utc_now, utc_now_text
+from gateway.core.budget import from_nano, nano_to_float, period_of, to_nano
+from gateway.core.checks import CheckedPlan, check_plan
+from gateway.core.plan import Plan, canonical_json, render
+from gateway.core.policy import DatasetPolicy
+from gateway.dp import compile as dp_compile
+from gateway.errors import Forbidden, GatewayError, ReleaseFailed, Unavailable
+from gateway.runtime import Runtime
+from gateway.store import grants as store_grants
+from gateway.store import idempotency, ledger
+from gateway.store.db import Tx
+from gateway.tokens import Principal
+
+ALPHA = 0.05
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+@dataclass(frozen=True)
+class ProductCall:
+    """A product invocation: priced by the product, attributed to its merchant."""
+
+    product_id: str
+    version: int
+    price_minor: int
+    currency: str
+    merchant_org: str
+
+
+@dataclass(frozen=True)
+class QueryReply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything decided before the store is asked anything."""
+
+    who: Principal
+    checked: CheckedPlan
+    policy: DatasetPolicy
+    product: ProductCall | None
+    period: str
+    epsilon_nano: int
+    accounts: tuple[ledger.Account, ...]
+    cache_scope: str
+    idem_key: str | None
+
+    @property
+    def plan(self) -> Plan:
+        return self.checked.plan
+
+    def cache_key(self, snapshot_id: str) -> str:
+        parts = [self.cache_scope, self.plan.fingerprint(), self.policy.version, snapshot_id, self.period,
+                 self.product.product_id if self.product else ""]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def usage(self, cached: bool) -> ledger.Usage:
+        if self.product is not None:
+            return ledger.Usage(uuid.uuid4().hex, self.product.price_minor, self.product.currency,
+                                f"product:{self.product.product_id}@{self.product.version}")
+        pricing = self.policy.pricing
+        price = pricing.cached_call_minor if cached else pricing.per_call_minor
+        return ledger.Usage(uuid.uuid4().hex, price, pricing.currency, f"policy:{self.policy.version}")
+
+
+def request_fingerprint(path: str, body: Any) -> str:
+    """SHA-256 of the canonical JSON of what was asked (R-ID-05)."""
+    return hashlib.sha256(canonical_json({"path": path, "body": body}).encode()).hexdigest()
+
+
+def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: ProductCall | None) -> int:
+    usable = [g for g in grants if g.dataset == dataset
+              and (g.product_id is None or (product is not None and g.product_id == product.product_id))]
+    if not usable:
+        raise Forbidden(f"you hold no grant for {'this product' if product else 'dataset ' + repr(dataset)}")
+    return max(g.epsilon_limit_nano for g in usable)
+
+
+def _pool_cap(runtime: Runtime, policy: DatasetPolicy) -> int:
+    """Datasets about the same people share one global pool: its cap is the smallest of theirs."""
+    caps = [to_nano(p.global_cap) for p in runtime.registry.policies.values() if p.pool == policy.pool]
+    return min(caps)
+
+
+async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None,
+                  idem_key: str | None) -> _Context:
+    """Every check that needs no data and spends nothing (DESIGN §4 steps 1-3)."""
+    policy = runtime.registry.usable(plan.dataset)
+    grants = await runtime.store.read(store_grants.active_grants, who.org_id, utc_now_text())
+    limit = _grant_limit(grants, plan.dataset, product)
+    checked = check_plan(plan, policy, from_nano(limit))
+    epsilon_nano = dp_compile.cost(checked).epsilon_nano
+    accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit),
+                ledger.Account(f"pool:{policy.pool}", _pool_cap(runtime, policy)))
+    scope = who.org_id if policy.cache_scope == "requester" else "*"
+    return _Context(who, checked, policy, product, period_of(utc_now(), runtime.settings.zone), epsilon_nano,
+                    accounts, scope, idem_key)
+
+
+async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: ProductCall | None = None,
+                    idempotency_key: str | None = None, request_fingerprint: str = "") -> QueryReply:
+    started = time.monotonic()
+    ctx = await prepare(runtime, who, plan, product, idempotency_key)
+    if idempotency_key:
+        replay = await runtime.store.write(idempotency.claim, who.org_id, idempotency_key, request_fingerprint,
+                                           runtime.settings.idempotency_ttl_hours)
+        if replay is not None:
+            runtime.metrics.release(plan.dataset, "replayed")
+            return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED))
+    query_id = uuid.uuid4().hex
+    try:
+        cached = await runtime.store.write(_answer_from_cache, ctx, runtime.snapshot_id(plan.dataset))
+        if cached is not None:
+            runtime.metrics.release(plan.dataset, "cached")
+            return QueryReply(200, cached.encode())
+        await runtime.store.write(_reserve, ctx, query_id)
+    except BaseException:
+        if idempotency_key:
+            await runtime.store.write(idempotency.forget, who.org_id, idempotency_key)
+        raise
+    try:
+        await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
+    except BaseException:
+        await runtime.store.write(_give_back, ctx, query_id)
+        raise
+    return await _release(runtime, ctx, query_id, started)
+
+
+def _reserve(tx: Tx, ctx: _Context, query_id: str) -> None:
+    ledger.reserve(tx, ledger.Reservation(query_id, ctx.who.org_id, ctx.who.client_id, ctx.plan.dataset,
+                                          ctx.product.product_id if ctx.product else None, ctx.period,
+                                          ctx.epsilon_nano, ctx.accounts))
+    if ctx.idem_key:
+        idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, query_id)
+
+
+def _give_back(tx: Tx, ctx: _Context, query_id: str) -> None:
+    ledger.return_reservation(tx, query_id)
+    if ctx.idem_key:
+        idempotency.forget(tx, ctx.who.org_id, ctx.idem_key)
+
+
+async def _release(runtime: Runtime, ctx: _Context, query_id: str, started: float) -> QueryReply:
+    """From here on data is touched: whatever happens, the charge stays."""
+    assert runtime.sandbox is not None
+    dataset = ctx.plan.dataset
+    try:
+        sandbox_started = time.monotonic()
+        release = await runtime.sandbox.release(ctx.checked)
+        runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
+        body = await runtime.store.write(_commit, ctx, query_id, release, _accuracy(ctx))
+    except BaseException as exc:
+        failure = ReleaseFailed()
+        await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem())))
+        runtime.metrics.release(dataset, "failed")
+        await pad_response(runtime, started)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        raise failure from None
+    runtime.metrics.release(dataset, "released")
+    runtime.metrics.charged(dataset, nano_to_float(ctx.epsilon_nano))
+    await pad_response(runtime, started)
+    return QueryReply(200, body.encode())
+
+
+def _accuracy(ctx: _Context) -> dict[str, float | None]:
+    return dp_compile.accuracy(ctx.checked, alpha=ALPHA)
+
+
+def _fail(tx: Tx, ctx: _Context, query_id: str, failure_body: str) -> None:
+    ledger.spend_without_release(tx, query_id, ctx.who.client_id)
+    if ctx.idem_key:
+        idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, ReleaseFailed.status, failure_body)
+
+
+async def pad_response(runtime: Runtime, started: float) -> None:
+    """Send DP answers on a time quantum from the request start (R-DP-12)."""
+    quantum = runtime.settings.response_quantum_ms / 1000
+    floor = runtime.settings.response_floor_ms / 1000
+    elapsed = time.monotonic() - started
+    target = max(floor, elapsed)
+    if quantum > 0:
+        target = -(-target // quantum) * quantum
+    if target > elapsed:
+        await asyncio.sleep(target - elapsed)
+
+
+def _commit(tx: Tx, ctx: _Context, query_id: str, release: Any, accuracy: dict[str, float | None]) -> str:
+    result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
+    release_hash = hashlib.sha256(canonical_json(result).encode()).hexdigest()
+    usage = _priced(tx, ctx, cached=False)
+    commit = ledger.Commit(
+        query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,
+        dataset=ctx.plan.dataset, product_id=ctx.product.product_id if ctx.product else None,
+        cache_key=ctx.cache_key(release.snapshot_id), plan_fingerprint=ctx.plan.fingerprint(),
+        policy_version=ctx.policy.version, snapshot_id=release.snapshot_id, period=ctx.period,
+        epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage)
+    ledger.commit_release(tx, commit)
+    body = _answer_body(tx, ctx, query_id, result, accuracy, cached=False, usage=usage,
+                        snapshot_id=release.snapshot_id)
+    if ctx.idem_key:
+        idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
+    return body
+
+
+def _priced(tx: Tx, ctx: _Context, *, cached: bool) -> ledger.Usage:
+    """The policy's free calls per period come first; then the price list."""
+    usage = ctx.usage(cached)
+    free = ctx.policy.pricing.free_calls_per_period if ctx.product is None else 0
+    if free and ledger.billable_calls(tx, ctx.who.org_id, ctx.plan.dataset, ctx.period) < free:
+        return ledger.Usage(usage.usage_id, 0, usage.currency, usage.price_version)
+    return usage
+
+
+def _answer_from_cache(tx: Tx, ctx: _Context, snapshot_id: str) -> str | None:
+    usage = _priced(tx, ctx, cached=True)
+    found = ledger.serve_cached(tx, ctx.cache_key(snapshot_id), ctx.who.org_id, ctx.who.client_id, usage,
+                                ctx.period, ctx.product.product_id if ctx.product else None)
+    if found is None:
+        return None
+    body = _answer_body(tx, ctx, found.query_id, found.result, found.accuracy, cached=True, usage=usage,
+                        snapshot_id=found.snapshot_id)
+    if ctx.idem_key:
+        idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
+    return body
+
+
+def _answer_body(tx: Tx, ctx: _Context, query_id: str, result: dict[str, Any], accuracy: dict[str, Any], *,
+                 cached: bool, usage: ledger.Usage, snapshot_id: str) -> str:
+    columns, rows = render(ctx.plan, result["columns"], result["rows"])
+    by_label = {out.name: accuracy.get(out.source) for out in ctx.plan.select if out.aggregate is not None}
+    grant_account = ctx.accounts[0].name
+    cap, spent, reserved = ledger.account_usage(tx, [grant_account], ctx.period).get(
+        grant_account, (ctx.accounts[0].cap_nano, 0, 0))
+    answer = {
+        "query_id": query_id, "dataset": ctx.plan.dataset, "columns": list(columns),
+        "rows": [list(r) for r in rows], "accuracy": {"alpha": ALPHA, "columns": by_label},
+        "epsilon_spent": 0.0 if cached else nano_to_float(ctx.epsilon_nano), "cached": cached,
+        "budget": {"dataset": ctx.plan.dataset, "period": ctx.period, "epsilon_limit": nano_to_float(cap),
+                   "epsilon_spent": nano_to_float(spent), "epsilon_remaining": nano_to_float(cap - spent - reserved)},
+        "usage": {"usage_id": usage.usage_id, "price_minor": usage.price_minor, "currency": usage.currency},
+        "policy_version": ctx.policy.version, "snapshot_id": snapshot_id,
+    }
+    return json.dumps(answer, ensure_ascii=False)
+
+
+async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None) -> dict[str, Any]:
+    """Cost, accuracy and price of a query without reading a row or spending anything."""
+    ctx = await prepare(runtime, who, plan, product, None)
+    accuracy = _accuracy(ctx)
+    grant_account = ctx.accounts[0].name
+    usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
+    cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
+    price = ctx.usage(cached=False)
+    return {
+        "dataset": plan.dataset, "epsilon": nano_to_float(ctx.epsilon_nano), "delta": float(plan.delta),
+        "accuracy": {"alpha": ALPHA, "columns": {out.name: accuracy.get(out.source)
+                                                 for out in plan.select if out.aggregate is not None}},
+        "price": {"price_minor": price.price_minor, "currency": price.currency},
+        "budget": {"dataset": plan.dataset, "period": ctx.period, "epsilon_limit": nano_to_float(cap),
+                   "epsilon_spent": nano_to_float(spent), "epsilon_remaining": nano_to_float(cap - spent - reserved)},
+        "would_fit": ctx.epsilon_nano <= cap - spent - reserved,
+    }
+
+
+def ensure_sandbox(runtime: Runtime) -> None:
+    if runtime.sandbox is None:
+        raise Unavailable("the sandbox is not running", retry_after=2)
+
+
+__all__ = ["ProductCall", "QueryReply", "GatewayError", "preview", "request_fingerprint", "run_query"]

@@ -1,0 +1,276 @@
+"""The privacy ledger: reservations, charges, stored releases and usage records.
+
+A query moves RECEIVED -> reserved -> executing (committed before data is touched) ->
+committed, or -> released (failure before data: the reservation is returned) or ->
+spent_no_release (failure after: the charge stays, nothing is billed) — R-BU-01.
+Each step is one of the functions below, run in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.clock import utc_now_text
+from gateway.errors import BudgetExhausted, DatasetSuspended, DatasetWithdrawn, Forbidden, Unauthorized
+from gateway.store import audit
+from gateway.store.db import Tx
+
+
+@dataclass(frozen=True)
+class Account:
+    """One budget account charged by a query: the requester's grant, or a dataset pool."""
+
+    name: str
+    cap_nano: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    query_id: str
+    org_id: str
+    client_id: str
+    dataset: str
+    product_id: str | None
+    period: str
+    epsilon_nano: int
+    accounts: tuple[Account, ...]
+
+
+@dataclass(frozen=True)
+class Usage:
+    usage_id: str
+    price_minor: int
+    currency: str
+    price_version: str
+
+
+@dataclass(frozen=True)
+class StoredRelease:
+    query_id: str
+    dataset: str
+    plan_fingerprint: str
+    policy_version: str
+    snapshot_id: str
+    epsilon_nano: int
+    result: dict[str, Any]
+    accuracy: dict[str, Any]
+    created_at: str
+
+
+def _lock(tx: Tx) -> str:
+    return " FOR UPDATE" if tx.dialect == "postgres" else ""
+
+
+def _share_lock(tx: Tx) -> str:
+    # Held to commit, so a suspension (FOR UPDATE on the same row) orders strictly before or after.
+    return " FOR SHARE" if tx.dialect == "postgres" else ""
+
+
+def check_can_release(tx: Tx, dataset: str, org_id: str) -> None:
+    """Dataset and requester status as the store has them now (R-BU-07, R-AU-05)."""
+    row = tx.one("SELECT status FROM datasets WHERE dataset = ?" + _share_lock(tx),
+                 (dataset,))
+    if row is None or row[0] == "withdrawn":
+        raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
+    if row[0] == "suspended":
+        raise DatasetSuspended(f"dataset {dataset!r} is suspended")
+    org = tx.one("SELECT status FROM organisations WHERE org_id = ?", (org_id,))
+    if org is None or org[0] != "active":
+        raise Unauthorized()
+
+
+def _open_account(tx: Tx, account: Account, period: str) -> None:
+    # The cap follows the grant; a cap lowered below what is already used leaves nothing left.
+    tx.execute(
+        "INSERT INTO budget_accounts (account, period, cap_nano) VALUES (?, ?, ?) "
+        "ON CONFLICT (account, period) DO UPDATE SET cap_nano = CASE "
+        "WHEN excluded.cap_nano > budget_accounts.spent_nano + budget_accounts.reserved_nano "
+        "THEN excluded.cap_nano ELSE budget_accounts.spent_nano + budget_accounts.reserved_nano END",
+        (account.name, period, account.cap_nano))
+
+
+def reserve(tx: Tx, r: Reservation) -> None:
+    """Check status, then one conditional update per account that cannot pass its cap."""
+    check_can_release(tx, r.dataset, r.org_id)
+    for account in r.accounts:
+        _open_account(tx, account, r.period)
+    for account in r.accounts:
+        moved = tx.execute(
+            "UPDATE budget_accounts SET reserved_nano = reserved_nano + ? "
+            "WHERE account = ? AND period = ? AND spent_nano + reserved_nano + ? <= cap_nano",
+            (r.epsilon_nano, account.name, r.period, r.epsilon_nano))
+        if moved != 1:
+            raise BudgetExhausted(_exhausted_detail(account))
+    now = utc_now_text()
+    tx.execute("INSERT INTO queries (query_id, org_id, client_id, dataset, product_id, period, epsilon_nano, "
+               "accounts, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
+               (r.query_id, r.org_id, r.client_id, r.dataset, r.product_id, r.period, r.epsilon_nano,
+                json.dumps([a.name for a in r.accounts]), now, now))
+
+
+def _exhausted_detail(account: Account) -> str:
+    if account.name.startswith("pool:"):
+        return "The dataset's privacy budget for this period is spent."
+    return "This query would pass your privacy budget for this period."
+
+
+def _move(tx: Tx, query_id: str, frm: Sequence[str], to: str) -> tuple[str, str, int, list[str]] | None:
+    """Change a query's state if it is in one of `frm`; its (dataset, period, epsilon, accounts)."""
+    row = tx.one("SELECT dataset, period, epsilon_nano, accounts, state FROM queries WHERE query_id = ?"
+                 + _lock(tx), (query_id,))
+    if row is None or row[4] not in frm:
+        return None
+    tx.execute("UPDATE queries SET state = ?, updated_at = ? WHERE query_id = ?", (to, utc_now_text(), query_id))
+    return str(row[0]), str(row[1]), int(row[2]), json.loads(row[3])
+
+
+def mark_executing(tx: Tx, query_id: str, org_id: str) -> None:
+    """The point of no refund: committed before any row is read. Status is checked again here."""
+    row = tx.one("SELECT dataset FROM queries WHERE query_id = ?", (query_id,))
+    assert row is not None
+    check_can_release(tx, str(row[0]), org_id)
+    if _move(tx, query_id, ("reserved",), "executing") is None:
+        raise Forbidden("the reservation is no longer held")
+
+
+def _settle(tx: Tx, accounts: list[str], period: str, epsilon_nano: int, *, spend: bool) -> None:
+    spent = epsilon_nano if spend else 0
+    for name in accounts:
+        tx.execute("UPDATE budget_accounts SET reserved_nano = reserved_nano - ?, spent_nano = spent_nano + ? "
+                   "WHERE account = ? AND period = ?", (epsilon_nano, spent, name, period))
+
+
+def return_reservation(tx: Tx, query_id: str) -> bool:
+    """Failure before data was touched: the reservation goes back."""
+    moved = _move(tx, query_id, ("reserved",), "released")
+    if moved is None:
+        return False
+    _dataset, period, eps, accounts = moved
+    _settle(tx, accounts, period, eps, spend=False)
+    return True
+
+
+def spend_without_release(tx: Tx, query_id: str, actor: str) -> bool:
+    """Failure after data was touched: the charge stays (a refund would leak), nothing is billed."""
+    moved = _move(tx, query_id, ("reserved", "executing"), "spent_no_release")
+    if moved is None:
+        return False
+    dataset, period, eps, accounts = moved
+    _settle(tx, accounts, period, eps, spend=True)
+    audit.append(tx, "release.failed", actor, query_id, {"dataset": dataset, "epsilon_nano": eps})
+    return True
+
+
+@dataclass(frozen=True)
+class Commit:
+    query_id: str
+    org_id: str
+    client_id: str
+    actor: str
+    dataset: str
+    product_id: str | None
+    cache_key: str
+    plan_fingerprint: str
+    policy_version: str
+    snapshot_id: str
+    period: str
+    epsilon_nano: int
+    result: dict[str, Any]
+    accuracy: dict[str, Any]
+    release_hash: str
+    usage: Usage
+
+
+def commit_release(tx: Tx, c: Commit) -> str:
+    """Release, ledger entry, usage record and audit entry in one transaction (invariant 5)."""
+    check_can_release(tx, c.dataset, c.org_id)  # a suspension that committed first wins (R-BU-07)
+    moved = _move(tx, c.query_id, ("executing",), "committed")
+    if moved is None:
+        raise Forbidden("the reservation is no longer held")
+    _dataset, period, eps, accounts = moved
+    _settle(tx, accounts, period, eps, spend=True)
+    now = utc_now_text()
+    tx.execute("INSERT INTO releases (query_id, cache_key, org_id, dataset, product_id, plan_fingerprint, "
+               "policy_version, snapshot_id, period, epsilon_nano, result, accuracy, release_hash, created_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (c.query_id, c.cache_key, c.org_id, c.dataset, c.product_id, c.plan_fingerprint, c.policy_version,
+                c.snapshot_id, c.period, c.epsilon_nano, json.dumps(c.result), json.dumps(c.accuracy),
+                c.release_hash, now))
+    insert_usage(tx, c.usage, c.query_id, c.org_id, c.client_id, c.dataset, c.product_id, c.period,
+                 cached=False, epsilon_nano=c.epsilon_nano, at=now)
+    audit.append(tx, "release.committed", c.actor, c.query_id,
+                 {"dataset": c.dataset, "epsilon_nano": c.epsilon_nano, "policy_version": c.policy_version,
+                  "snapshot_id": c.snapshot_id, "release_hash": c.release_hash, "usage_id": c.usage.usage_id,
+                  "product": c.product_id})
+    return now
+
+
+def insert_usage(tx: Tx, u: Usage, query_id: str, org_id: str, client_id: str, dataset: str,
+                 product_id: str | None, period: str, *, cached: bool, epsilon_nano: int, at: str) -> None:
+    tx.execute("INSERT INTO usage_records (usage_id, query_id, org_id, client_id, dataset, product_id, period, "
+               "cached, epsilon_nano, price_minor, currency, price_version, committed_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (u.usage_id, query_id, org_id, client_id, dataset, product_id, period, int(cached),
+                epsilon_nano, u.price_minor, u.currency, u.price_version, at))
+
+
+def find_release(tx: Tx, cache_key: str) -> StoredRelease | None:
+    row = tx.one("SELECT query_id, dataset, plan_fingerprint, policy_version, snapshot_id, epsilon_nano, result, "
+                 "accuracy, created_at FROM releases WHERE cache_key = ? ORDER BY created_at LIMIT 1", (cache_key,))
+    if row is None:
+        return None
+    return StoredRelease(row[0], row[1], row[2], row[3], row[4], int(row[5]), json.loads(row[6]),
+                         json.loads(row[7]), row[8])
+
+
+def serve_cached(tx: Tx, cache_key: str, org_id: str, client_id: str, usage: Usage, period: str,
+                 product_id: str | None) -> StoredRelease | None:
+    """A stored release for this cache key, billed as a cached call; None when there is none."""
+    found = find_release(tx, cache_key)
+    if found is None:
+        return None
+    check_can_release(tx, found.dataset, org_id)  # withdrawn data is no longer served (invariant 7)
+    insert_usage(tx, usage, found.query_id, org_id, client_id, found.dataset, product_id, period,
+                 cached=True, epsilon_nano=0, at=utc_now_text())
+    return found
+
+
+def recover(tx: Tx, lease_cutoff: str) -> tuple[int, int]:
+    """At start-up: stale reservations go back; interrupted executions stay spent (R-BU-05)."""
+    stale = tx.all("SELECT query_id, state FROM queries WHERE state IN ('reserved', 'executing') "
+                   "AND updated_at < ?", (lease_cutoff,))
+    returned = spent = 0
+    for query_id, state in stale:
+        if state == "reserved":
+            returned += return_reservation(tx, query_id)
+        else:
+            spent += spend_without_release(tx, query_id, "recovery")
+    return returned, spent
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    dataset: str
+    cap_nano: int
+    spent_nano: int
+    reserved_nano: int
+
+
+def account_usage(tx: Tx, accounts: Sequence[str], period: str) -> dict[str, tuple[int, int, int]]:
+    """account -> (cap, spent, reserved) for the period; absent accounts are untouched."""
+    if not accounts:
+        return {}
+    marks = ", ".join("?" for _ in accounts)
+    rows = tx.all(f"SELECT account, cap_nano, spent_nano, reserved_nano FROM budget_accounts "
+                  f"WHERE period = ? AND account IN ({marks})", (period, *accounts))
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+def billable_calls(tx: Tx, org_id: str, dataset: str, period: str) -> int:
+    """Calls already billed to a requester on a dataset this period (for free quotas)."""
+    row = tx.one("SELECT COUNT(*) FROM usage_records WHERE org_id = ? AND dataset = ? AND period = ? "
+                 "AND product_id IS NULL", (org_id, dataset, period))
+    return int(row[0]) if row else 0
