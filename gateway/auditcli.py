@@ -37,7 +37,7 @@ def read_checkpoint(settings: Settings, path: Path) -> tuple[int, str]:
     """The (seq, head) of a checkpoint whose signature holds under one of our keys."""
     data = json.loads(path.read_text())
     body = _signed_body(int(data["seq"]), str(data["head"]), str(data["at"]))
-    for key in Keyring(settings.state_path / "keys").keys():
+    for key in Keyring(settings.state_path / "keys").signing_keys():
         if key.kid == data.get("kid"):
             try:
                 key.private.public_key().verify(base64.b64decode(data["signature"]), body)

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, demo data, policy check, keys, audit."""
+"""The `gateway` command: serve, demo data, policy check, keys, audit, store migration."""
 
 from __future__ import annotations
 
@@ -53,6 +53,18 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_apply(args: argparse.Namespace) -> int:
+    from gateway.circulationcli import apply_policy
+
+    return apply_policy(_settings(args, state_dir=args.state_dir), Path(args.file), args.dry_run)
+
+
+def cmd_invoice(args: argparse.Namespace) -> int:
+    from gateway.circulationcli import print_invoices
+
+    return print_invoices(_settings(args, state_dir=args.state_dir), args.period, args.org, args.csv)
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from gateway.keys import rotate_keys
 
@@ -80,6 +92,23 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from gateway.storemigrate import StoreMigrationError, migrate_store
+
+    settings = _settings(args, state_dir=args.state_dir)
+    try:
+        report = migrate_store(settings.state_path, args.to)
+    except StoreMigrationError as exc:
+        print(f"gateway: not migrated: {exc}", file=sys.stderr)
+        return 1
+    for table, rows in report.rows.items():
+        print(f"copied\t{table}\t{rows}")
+    for period, (cap, spent, reserved) in report.budget_periods.items():
+        print(f"budget\t{period}\tcap_nano={cap}\tspent_nano={spent}\treserved_nano={reserved}")
+    print(f"ok: audit chain verified on the target: {report.audit_entries} entries, head {report.audit_head}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy.add_parser("check", help="validate policy files, reporting every located error")
     check.add_argument("path")
     check.set_defaults(func=cmd_policy_check)
+    apply = policy.add_parser("apply", help="publish a policy file as the dataset's new version (diff shown)")
+    _state_args(apply)
+    apply.add_argument("file")
+    apply.add_argument("--dry-run", action="store_true", help="validate and show the difference only")
+    apply.set_defaults(func=cmd_policy_apply)
+
+    invoice = sub.add_parser("invoice", help="requesters' invoices for a month (closing ended months)")
+    _state_args(invoice)
+    invoice.add_argument("--period", required=True, metavar="YYYY-MM")
+    invoice.add_argument("--org", help="one requester organisation only")
+    invoice.add_argument("--csv", action="store_true", help="CSV instead of one JSON document per line")
+    invoice.set_defaults(func=cmd_invoice)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
     rotate = keys.add_parser("rotate", help="add a new signing key; old ones keep verifying")
@@ -117,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     _state_args(cp)
     cp.add_argument("--out", required=True)
     cp.set_defaults(func=cmd_audit_checkpoint)
+
+    store = sub.add_parser("store", help="the store").add_subparsers(dest="action", required=True)
+    move = store.add_parser("migrate", help="copy STATE_DIR/gateway.db into an empty PostgreSQL store")
+    _state_args(move)
+    move.add_argument("--to", required=True, metavar="DSN", help="the PostgreSQL DSN to fill")
+    move.set_defaults(func=cmd_store_migrate)
     return parser
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.budget import to_nano
-from gateway.settings import Settings
 from gateway.secrets import hash_secret, new_secret
+from gateway.settings import Settings
 from gateway.store import grants, identity
 from gateway.store.db import Store, Tx
 
@@ -55,6 +55,7 @@ def ensure_demo_county(store: Store, state_dir: Path, base_url: str) -> Path:
     for client_id, *_ in CLIENTS:
         secrets.setdefault(client_id, new_secret())
     store.run_sync(_seed, secrets)
+    seed_demo_products(store)
     clients: list[dict[str, Any]] = [
         {"client_id": cid, "client_secret": secrets[cid], "roles": list(roles), "organisation": org}
         for cid, org, _kind, roles in CLIENTS]
@@ -80,3 +81,44 @@ def prepare_demo_state(settings: Settings) -> None:
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
     ensure(settings.data_path)
+
+
+# The demo merchant's published products: (id, dataset, draft body as a merchant would send it).
+PRODUCTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("income-by-township", "residents", {
+        "title": "Income by township for an age band",
+        "description": "Residents and their mean annual income per township, for ages in a band.",
+        "sql": "SELECT township, COUNT(*) AS residents, AVG(income) AS mean_income FROM residents "
+               "WHERE age BETWEEN :min_age AND :max_age GROUP BY township",
+        "parameters": [
+            {"name": "min_age", "type": "integer", "minimum": 16, "maximum": 100, "example": 25,
+             "description": "Youngest age in the band."},
+            {"name": "max_age", "type": "integer", "minimum": 16, "maximum": 110, "example": 60,
+             "description": "Oldest age in the band."}],
+        "epsilon": "0.5", "price_minor": 800}),
+    ("vehicle-values-by-type", "vehicles", {
+        "title": "Vehicle values by type in a township",
+        "description": "Registered vehicles and their mean estimated value per vehicle type in one township.",
+        "sql": "SELECT vehicle_type, COUNT(*) AS vehicles, AVG(value) AS mean_value FROM vehicles "
+               "WHERE township = :township GROUP BY vehicle_type",
+        "parameters": [{"name": "township", "type": "string", "example": "Lingxi",
+                        "description": "One of the county's townships."}],
+        "epsilon": "0.4", "price_minor": 600}),
+)
+DEMO_MERCHANT = "datasmith"
+
+
+def seed_demo_products(store: Store) -> None:
+    """Publish the demo merchant's products once, as the bureau would after review."""
+    from gateway.registry import DatasetRegistry
+    from gateway.service.products import build_definition, seed_published
+
+    registry = DatasetRegistry()
+    store.run_sync(registry.refresh, write=False)
+    for product_id, dataset, body in PRODUCTS:
+        policy = registry.policies.get(dataset)
+        if policy is None:
+            continue
+        definition = build_definition(policy, body, max_sql_chars=8192)
+        store.run_sync(seed_published, product_id, DEMO_MERCHANT, dataset, definition, policy.version,
+                       "system")

@@ -13,7 +13,7 @@ from gateway.tokens import Keyring
 
 def rotate_keys(settings: Settings) -> str:
     keyring = Keyring(settings.state_path / "keys")
-    older = tuple(k.kid for k in keyring.keys())
+    older = tuple(k.kid for k in keyring.signing_keys())
     key = keyring.add()
     # Tokens signed a moment ago live token_ttl more; allow the leeway on top.
     retire_at = utc_text(utc_now() + timedelta(seconds=settings.token_ttl_seconds + settings.jwt_leeway_seconds))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from gateway.registry import DatasetRegistry
 from gateway.settings import Settings
 from gateway.store import datasets as store_datasets
 from gateway.store import identity
-from gateway.store.db import Store, open_store
+from gateway.store.db import Store, Tx, open_store
 from gateway.tokens import Keyring, TokenIssuer, TokenVerifier
 
 if TYPE_CHECKING:
@@ -34,19 +35,17 @@ class Runtime:
     issuer: TokenIssuer
     verifier: TokenVerifier
     metrics: Metrics
+    keyring: Keyring | None = None
     sandbox: Sandbox | None = None
     active_clients: dict[str, bool] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)  # dataset -> current snapshot id
     ready: bool = False
     draining: bool = False
+    _key_file: str = ""
 
     @property
     def replica(self) -> str:
         return self.settings.replica_id or f"{self.settings.host}:{self.settings.port}"
-
-    def snapshot_id(self, dataset: str) -> str:
-        """The snapshot the sandbox serves now; answers are cached per snapshot."""
-        return self.snapshots.get(dataset, "")
 
     def close(self) -> None:
         self.store.close()
@@ -55,6 +54,42 @@ class Runtime:
         """Poll the store for dataset, policy and client status changes (R-AU-05, invariant 7)."""
         await self.store.read(self.registry.refresh)
         self.active_clients = await self.store.read(identity.client_statuses)
+        await self._follow_key_rotation()
+
+    async def _follow_key_rotation(self) -> None:
+        """After `gateway keys rotate`, sign with the newest key without a restart."""
+        if self.keyring is None or self.keyring.newest_name() == self._key_file:
+            return
+        key = await asyncio.to_thread(self.keyring.current)
+        await self.store.write(identity.add_public_key, key.kid, key.jwk)
+        self.issuer = self.issuer.with_key(key)
+        self._key_file = self.keyring.newest_name()
+
+
+def recover_interrupted(store: Store, lease_seconds: int) -> tuple[int, int]:
+    """Return stale reservations, keep interrupted executions spent, settle their idempotency keys.
+
+    SQLite has one process, so at start nothing else can be in flight: everything is stale.
+    On PostgreSQL other replicas may be mid-query: only entries older than the lease are.
+    """
+    from datetime import timedelta
+
+    from gateway.clock import utc_now, utc_text
+    from gateway.errors import ReleaseFailed
+    from gateway.store import idempotency, ledger
+
+    if store.dialect == "sqlite":
+        cutoff = "9999-12-31T23:59:59.999999Z"
+    else:
+        cutoff = utc_text(utc_now() - timedelta(seconds=lease_seconds))
+    failure = json.dumps(ReleaseFailed().problem())
+
+    def recover(tx: Tx) -> tuple[int, int]:
+        counts = ledger.recover(tx, cutoff)
+        idempotency.finish_interrupted(tx, failure, cutoff)
+        return counts
+
+    return store.run_sync(recover)
 
 
 def seed_policies(store: Store, policies: dict[str, DatasetPolicy]) -> None:
@@ -72,6 +107,9 @@ def open_runtime(settings: Settings) -> Runtime:
     policies = load_policies(Path(policies_dir))  # refuses to start on an invalid policy
     store = open_store(settings.store_dsn, settings.state_path, pool_size=settings.store_pool_size)
     seed_policies(store, policies)
+    returned, spent = recover_interrupted(store, settings.reservation_lease_seconds)
+    if returned or spent:
+        log.warning(json.dumps({"msg": "recovered interrupted queries", "returned": returned, "kept_spent": spent}))
     registry = DatasetRegistry()
     store.run_sync(registry.refresh, write=False)
     keyring = Keyring(settings.state_path / "keys")
@@ -87,9 +125,11 @@ def open_runtime(settings: Settings) -> Runtime:
                              algorithms=settings.algorithms, leeway=settings.jwt_leeway_seconds,
                              refresh_keys=public_keys)
     verifier.load_keys(public_keys())
-    metrics = Metrics(datasets=sorted(registry.policies), routes=(), currency=settings.currency)
+    metrics = Metrics(datasets=sorted(registry.policies), routes=(), currency=settings.currency,
+                      timing_quantum_seconds=settings.response_quantum_ms / 1000)
     store.observe = _store_observer(metrics)
-    runtime = Runtime(settings, store, registry, issuer, verifier, metrics)
+    runtime = Runtime(settings, store, registry, issuer, verifier, metrics, keyring=keyring)
+    runtime._key_file = keyring.newest_name()
     runtime.active_clients = store.run_sync(identity.client_statuses, write=False)
     return runtime
 
@@ -123,3 +163,23 @@ async def background(runtime: Runtime) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def sandbox_running(runtime: Runtime) -> AsyncIterator[None]:
+    """Start the sandbox workers and load every dataset's current snapshot; stop them at the end."""
+    from gateway.dp.sandbox import Sandbox
+    from gateway.service.supply import activate_current_snapshots, supply_running
+
+    s = runtime.settings
+    sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
+                      cache_dir=s.state_path / "sandbox-cache")
+    await sandbox.start()
+    runtime.sandbox = sandbox
+    try:
+        await activate_current_snapshots(runtime)
+        async with supply_running(runtime):
+            yield
+    finally:
+        runtime.sandbox = None
+        await sandbox.close()

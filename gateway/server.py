@@ -1,18 +1,29 @@
-"""Run the gateway until SIGTERM: drain in-flight requests, stop the workers, close the store."""
+"""Run the gateway until SIGTERM: drain in-flight requests, stop the workers, close the store.
+
+The stop follows R-OP-04: /readyz turns 503, the main listener stops accepting, requests in
+flight get `shutdown_grace_seconds` to finish, then the ops listener and the store close and the
+process exits 0. A second signal, or a stop that overruns the grace by CLOSE_SECONDS, exits 1
+at once; the next start recovers what was interrupted (R-BU-05).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import signal
+import threading
 
 from aiohttp import web
 
-from gateway.http.app import create_app
-from gateway.runtime import open_runtime
+from gateway.http.app import create_app, create_ops_app
+from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+CLOSE_SECONDS = 10.0  # closing the ops listener, the workers and the store after the drain
 
 
 async def serve(settings: Settings, *, demo: bool = False) -> int:
@@ -27,22 +38,56 @@ async def serve(settings: Settings, *, demo: bool = False) -> int:
         base_url = f"http://{settings.host}:{settings.port}"
         await asyncio.to_thread(ensure_demo_county, runtime.store, settings.state_path, base_url)
         await runtime.refresh()
-    app = create_app(settings, runtime)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace_seconds,
-                           handle_signals=False)
+    ops = await _start_ops_listener(settings, runtime)
+    runner = web.AppRunner(create_app(settings, runtime), access_log=None,
+                           shutdown_timeout=settings.shutdown_grace_seconds, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
+    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    log.info('{"msg": "serving", "host": "%s", "port": %d}', settings.host, settings.port)
+    log.info(json.dumps({"msg": "serving", "host": settings.host, "port": settings.port,
+                         "metrics_port": settings.metrics_port or None, "replica": runtime.replica}))
     await stop.wait()
-    # Not ready first, so load balancers stop sending; then drain and close (R-OP-04).
+    await _drain(runner, runtime, settings)
+    if ops is not None:
+        await ops.cleanup()
+    await asyncio.to_thread(runtime.close)
+    log.info(json.dumps({"msg": "stopped", "replica": runtime.replica}))
+    return 0
+
+
+async def _start_ops_listener(settings: Settings, runtime: Runtime) -> web.AppRunner | None:
+    """/metrics, /healthz and /readyz on metrics_host:metrics_port, when metrics_port is not 0."""
+    if settings.metrics_port == 0:
+        return None
+    runner = web.AppRunner(create_ops_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.metrics_host, settings.metrics_port, reuse_address=True).start()
+    return runner
+
+
+async def _drain(runner: web.AppRunner, runtime: Runtime, settings: Settings) -> None:
+    """Not ready first, then stop accepting and let in-flight requests finish (R-OP-04)."""
     runtime.draining = True
     runtime.metrics.set_ready(False)
+    log.info(json.dumps({"msg": "draining", "grace_seconds": settings.shutdown_grace_seconds}))
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, _hard_exit, "a second stop signal")
+    # A thread, not the loop: it fires even if something blocks the event loop.
+    watchdog = threading.Timer(settings.shutdown_grace_seconds + CLOSE_SECONDS, _hard_exit,
+                               ("the stop overran its grace period",))
+    watchdog.daemon = True
+    watchdog.start()
+    # aiohttp closes the listening socket, closes idle keep-alive connections, waits up to the
+    # grace for handlers in flight, and lets each finish writing its response before closing.
     await runner.cleanup()
-    await asyncio.to_thread(runtime.close)
-    log.info('{"msg": "stopped"}')
-    return 0
+
+
+def _hard_exit(reason: str) -> None:
+    log.error(json.dumps({"msg": "hard exit", "reason": reason}))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)

@@ -53,19 +53,24 @@ class Keyring:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def keys(self) -> list[SigningKey]:
+    def signing_keys(self) -> list[SigningKey]:
         if not self.folder.is_dir():
             return []
         found = []
-        for path in sorted(self.folder.glob("*.pem"), key=lambda p: p.stat().st_mtime_ns):
+        # Names start with a millisecond timestamp; mtimes do not survive Secrets or plain copies.
+        for path in sorted(self.folder.glob("*.pem"), key=lambda p: p.name):
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if isinstance(private, Ed25519PrivateKey):
                 jwk = public_jwk(private)
                 found.append(SigningKey(jwk["kid"], private, jwk))
         return found
 
+    def newest_name(self) -> str:
+        names = sorted(p.name for p in self.folder.glob("*.pem")) if self.folder.is_dir() else []
+        return names[-1] if names else ""
+
     def current(self) -> SigningKey:
-        keys = self.keys()
+        keys = self.signing_keys()
         return keys[-1] if keys else self.add()
 
     def add(self) -> SigningKey:
@@ -97,6 +102,9 @@ class Principal:
 class TokenIssuer:
     def __init__(self, key: SigningKey, *, issuer: str, audience: str, ttl_seconds: int) -> None:
         self.key, self.issuer, self.audience, self.ttl = key, issuer, audience, ttl_seconds
+
+    def with_key(self, key: SigningKey) -> TokenIssuer:
+        return TokenIssuer(key, issuer=self.issuer, audience=self.audience, ttl_seconds=self.ttl)
 
     def issue(self, client_id: str, org_id: str, roles: tuple[str, ...]) -> tuple[str, int]:
         now = int(time.time())

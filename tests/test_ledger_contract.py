@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import utc_now_text
-from gateway.errors import (BudgetExhausted, DatasetSuspended, DatasetWithdrawn, IdempotencyInProgress,
-                            IdempotencyKeyReused)
+from gateway.errors import (
+    BudgetExhausted,
+    DatasetSuspended,
+    DatasetWithdrawn,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+)
 from gateway.store import audit, datasets, idempotency, identity, ledger
 from gateway.store.db import Store, Tx
 from tests.store_support import open_test_store
@@ -86,7 +91,7 @@ def test_the_check_constraint_backs_the_conditional_update(store: Store) -> None
     def overspend(tx: Tx) -> None:
         tx.execute("UPDATE budget_accounts SET spent_nano = cap_nano + 1 WHERE account = 'grant:bank:residents'")
 
-    with pytest.raises(Exception, match="(?i)check"):
+    with pytest.raises(Exception, match=r"(?i)check"):
         store.run_sync(overspend)
 
 

@@ -121,7 +121,7 @@ def _key_mode(plan: Plan, policy: DatasetPolicy, columns: dict[str, Column],
     if plan.delta <= 0:
         for name in plan.group_by:
             column = columns.get(name)
-            if column is not None and column.categories is None:
+            if column is not None and column.group_by and column.categories is None:
                 reasons.append(f"column {name!r} has no public categories; grouping by it needs "
                                "private keys, a delta and a policy that allows them")
         return "public" if plan.group_by else "none"

@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 
 from gateway.core.budget import from_nano, to_nano
@@ -136,11 +137,16 @@ class Plan:
             "aggregates": [a.canonical() for a in canonical_aggregates(self.aggregates)],
             "where": canonical_predicate(self.where),
             "epsilon": str(from_nano(to_nano(self.epsilon))),
-            "delta": str(from_nano(to_nano(self.delta))),
+            "delta": decimal_text(self.delta),
         }
 
     def fingerprint(self) -> str:
         return hashlib.sha256(canonical_json(self.canonical()).encode()).hexdigest()
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal in plain positional notation without trailing zeros: 1e-8 -> "0.00000001"."""
+    return format(Decimal(value).normalize(), "f")
 
 
 def canonical_json(value: Any) -> str:
@@ -152,8 +158,9 @@ def canonical_keys(keys: Sequence[str]) -> tuple[str, ...]:
 
 
 def canonical_aggregates(aggregates: Sequence[Aggregate]) -> tuple[Aggregate, ...]:
-    unique = {canonical_json(a.canonical()): a for a in aggregates}
-    return tuple(unique[k] for k in sorted(unique))
+    """Distinct aggregates: counts, sums, means, medians, quantiles; then by column and level."""
+    return tuple(sorted(set(aggregates), key=lambda a: (
+        AGGREGATE_FUNCS.index(a.func), a.column or "", a.q if a.q is not None else 0.0)))
 
 
 def canonical_predicate(pred: Predicate | None) -> Any:
@@ -182,7 +189,7 @@ def _flatten(pred: And | Or) -> list[Any]:
     out: list[Any] = []
     for term in pred.terms:
         if type(term) is type(pred):
-            out.extend(_flatten(term))  # type: ignore[arg-type]
+            out.extend(_flatten(term))
             continue
         canon = canonical_predicate(term)
         kind = "and" if isinstance(pred, And) else "or"
@@ -215,12 +222,13 @@ def render(plan: Plan, release_columns: Sequence[str],
         col = names.index(key.output)
         present = [r for r in rows if r[col] is not None]
         missing = [r for r in rows if r[col] is None]
-        rows = sorted(present, key=lambda r, c=col: _sort_key(r[c]), reverse=key.descending) + missing
+        rows = sorted(present, key=partial(_row_key, col), reverse=key.descending) + missing
     if plan.limit is not None:
         rows = rows[: plan.limit]
     return tuple(names), tuple(rows)
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def _row_key(column: int, row: tuple[Any, ...]) -> tuple[int, Any]:
     # Numbers and strings never share a column, but booleans sort as numbers would.
+    value = row[column]
     return (0, value) if isinstance(value, int | float) else (1, str(value))

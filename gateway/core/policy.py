@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import jsonschema
 import yaml
@@ -26,6 +27,8 @@ Level = Literal["general", "important", "core"]
 AGGREGATES = ("count", "sum", "mean", "median", "quantile")
 PARTY_BUREAU, PARTY_MERCHANT = "bureau", "merchant"
 BASIS_POINTS = 10_000
+# Object storage a file source may name instead of a path under the data root.
+OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss"})
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,9 @@ class _StrictLoader(yaml.SafeLoader):
 def _compose_strict(text: str) -> yaml.Node | None:
     for event in yaml.parse(text, Loader=_StrictLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            # The stubs type start_mark as the C or the Python Mark; both carry line and column.
             raise yaml.MarkedYAMLError(problem="anchors and aliases are not allowed",
-                                       problem_mark=event.start_mark)
+                                       problem_mark=event.start_mark)  # type: ignore[arg-type]
     return yaml.compose(text, Loader=_StrictLoader)
 
 
@@ -158,7 +162,8 @@ def _node_at(root: yaml.Node | None, path: tuple[Any, ...]) -> yaml.Node | None:
     node = root
     for step in path:
         if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == step), None)
+            # The last of duplicate keys: the one the loaded document holds.
+            nxt = next((v for k, v in reversed(node.value) if k.value == step), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
             nxt = node.value[step]
         else:
@@ -173,7 +178,7 @@ def _key_node(root: yaml.Node | None, path: tuple[Any, ...], key: Any) -> yaml.N
     """The key node of `key` in the mapping at `path`: where an unknown field is written."""
     parent = _node_at(root, path)
     if isinstance(parent, yaml.MappingNode):
-        return next((k for k, _v in parent.value if k.value == key), parent)
+        return next((k for k, _v in reversed(parent.value) if k.value == key), parent)
     return parent
 
 
@@ -263,7 +268,7 @@ def _dec(text: str) -> Decimal:
 
 
 def _check_semantics(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
-    if sound("columns") or isinstance(doc.get("columns"), dict):
+    if isinstance(doc.get("columns"), dict):
         for name, col in doc["columns"].items():
             if sound("columns", name):
                 _check_column(name, col, problems)
@@ -285,21 +290,24 @@ def _check_unit(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None
     unit = doc["privacy_unit"]
     if unit["kind"] != "identifier" or not isinstance(doc.get("columns"), dict):
         return
-    idcol = doc["columns"].get(unit["column"])
-    if idcol is None:
-        problems.add(("privacy_unit", "column"), f"privacy_unit.column {unit['column']!r} is not a declared column")
-    elif sound("columns", unit["column"]) and not idcol.get("hidden"):
-        problems.add(("columns", unit["column"]), "the privacy-id column must be hidden: true")
+    name = unit["column"]
+    if name not in doc["columns"]:
+        problems.add(("privacy_unit", "column"),
+                     f"privacy_unit.column {name!r} is not a declared column")
+    elif sound("columns", name) and not doc["columns"][name].get("hidden"):
+        problems.add_key(("columns",), name, "the privacy-id column must be hidden: true")
 
 
 def _check_epsilon(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
-    eps = doc["epsilon"]
-    if _dec(eps["min"]) <= 0 or _dec(eps["min"]) > _dec(eps["max"]):
+    lo, hi = _dec(doc["epsilon"]["min"]), _dec(doc["epsilon"]["max"])
+    if lo <= 0 or lo > hi:
         problems.add(("epsilon", "min"), "epsilon.min must be positive and at most epsilon.max")
-    if sound("important", "epsilon_max") and _dec(doc["important"]["epsilon_max"]) > _dec(eps["max"]):
-        problems.add(("important", "epsilon_max"), "important.epsilon_max cannot exceed epsilon.max")
-    if sound("budget", "global_cap") and _dec(doc["budget"]["global_cap"]) < _dec(eps["max"]):
-        problems.add(("budget", "global_cap"), "budget.global_cap is smaller than one query's epsilon.max")
+    if sound("important", "epsilon_max") and _dec(doc["important"]["epsilon_max"]) > hi:
+        problems.add(("important", "epsilon_max"),
+                     "important.epsilon_max cannot exceed epsilon.max")
+    if sound("budget", "global_cap") and _dec(doc["budget"]["global_cap"]) < hi:
+        problems.add(("budget", "global_cap"),
+                     "budget.global_cap is smaller than one query's epsilon.max")
 
 
 def _check_shares(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
@@ -312,27 +320,29 @@ def _check_shares(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> No
 
 
 def _check_column(name: str, col: dict[str, Any], problems: _Problems) -> None:
-    where = ("columns", name)
+    def at(*path: Any, message: str) -> None:
+        problems.add(("columns", name, *path), f"{name}: {message}")
+
     numeric = col["type"] in ("integer", "float")
     if "bounds" in col:
         lo, hi = col["bounds"]
         if not numeric:
-            problems.add(where + ("bounds",), f"{name}: bounds are only for integer or float columns")
+            at("bounds", message="bounds are only for integer or float columns")
         elif not (math.isfinite(lo) and math.isfinite(hi)):
-            problems.add(where + ("bounds",), f"{name}: bounds must be finite numbers")
+            at("bounds", message="bounds must be finite numbers")
         elif lo >= hi:
-            problems.add(where + ("bounds",), f"{name}: bounds must be [lower, upper] with lower < upper")
+            at("bounds", message="bounds must be [lower, upper] with lower < upper")
     if col.get("aggregate") and numeric and "bounds" not in col:
-        problems.add(where + ("aggregate",), f"{name}: a numeric column that may be aggregated needs bounds")
+        at("aggregate", message="a numeric column that may be aggregated needs bounds")
     if col.get("group_by") and "categories" not in col:
-        problems.add(where + ("group_by",), f"{name}: a group-by column needs its public categories")
-    for cat in col.get("categories", []):
+        at("group_by", message="a group-by column needs its public categories")
+    for index, cat in enumerate(col.get("categories", [])):
         if not _category_fits(col["type"], cat):
-            problems.add(where + ("categories",), f"{name}: category {cat!r} is not a {col['type']}")
+            at("categories", index, message=f"category {cat!r} is not a {col['type']}")
     if col.get("hidden") and (col.get("group_by") or col.get("aggregate") or col.get("filter")):
-        problems.add(where + ("hidden",), f"{name}: a hidden column cannot be grouped, aggregated or filtered")
+        at("hidden", message="a hidden column cannot be grouped, aggregated or filtered")
     if col.get("classification") == "core" and not col.get("hidden"):
-        problems.add(where + ("classification",), f"{name}: core data is never queryable; mark it hidden: true")
+        at("classification", message="core data is never queryable; mark it hidden: true")
 
 
 def _category_fits(kind: str, value: Any) -> bool:
@@ -344,13 +354,31 @@ def _check_source(src: dict[str, Any], problems: _Problems) -> None:
     need = {"parquet": "path", "csv": "path", "postgres": "table", "http": "url", "view": "base"}[src["kind"]]
     if need not in src:
         problems.add(("source",), f"source of kind {src['kind']} needs {need!r}")
-    path = src.get("path", "")
-    if path.startswith("/") or ".." in path.split("/"):
-        problems.add(("source", "path"), "source.path must stay inside the data root (relative, no '..')")
+    if "path" in src and _escapes_data_root(src["path"]):
+        problems.add(("source", "path"), "source.path must stay inside the data root (relative, "
+                     "no '..') or be an object-store URL")
     if src["kind"] == "postgres" and "dsn_env" not in src:
         problems.add(("source",), "a postgres source names the environment variable holding its DSN (dsn_env)")
     if src["kind"] == "view" and not ("join" in src and "on" in src):
         problems.add(("source",), "a view needs base, join and on")
+
+
+def _escapes_data_root(path: str) -> bool:
+    """Absolute, home-relative, climbing out with '..', or a URL that is not object storage.
+
+    Mirrors how file sources resolve a path (gateway/data/connectors/files.py), so the lint
+    refuses before start what the loader would refuse later (R-IN-06).
+    """
+    parts = urlsplit(path)
+    scheme = parts.scheme.lower()
+    if scheme in OBJECT_STORE_SCHEMES:
+        return False
+    if scheme == "file":
+        path = unquote(parts.path)
+    elif len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        return True
+    segments = path.replace("\\", "/").split("/")
+    return path.startswith(("/", "\\", "~")) or ".." in segments
 
 
 def content_hash(doc: Mapping[str, Any]) -> str:

@@ -10,6 +10,7 @@ never goes further than this module: the engine compiles our plan, not SQL.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -34,15 +35,15 @@ _AGGREGATE_NODES: dict[type[exp.Expression], str] = {
     exp.Count: "count", exp.Sum: "sum", exp.Avg: "mean", exp.Median: "median", exp.Quantile: "quantile",
 }
 _SELECT_PARTS = {"expressions", "from_", "where", "group", "order", "limit"}
-_REFUSED_PARTS = {
-    "joins": "JOIN is not supported: a query reads one dataset",
-    "with_": "WITH (common table expressions) is not supported",
-    "having": "HAVING is not supported; filter the released rows yourself",
-    "distinct": "SELECT DISTINCT is not supported",
-    "offset": "OFFSET is not supported; use LIMIT",
-    "qualify": "QUALIFY is not supported",
-    "windows": "window functions are not supported",
-    "laterals": "LATERAL is not supported",
+_REFUSED_PARTS = {  # part of a SELECT -> (keyword written for it, why it is refused)
+    "joins": ("join", "JOIN is not supported: a query reads one dataset"),
+    "with_": ("with", "WITH (common table expressions) is not supported"),
+    "having": ("having", "HAVING is not supported; filter the released rows yourself"),
+    "distinct": ("distinct", "SELECT DISTINCT is not supported"),
+    "offset": ("offset", "OFFSET is not supported; use LIMIT"),
+    "qualify": ("qualify", "QUALIFY is not supported"),
+    "windows": ("window", "Window functions are not supported"),
+    "laterals": ("lateral", "LATERAL is not supported"),
 }
 
 
@@ -90,11 +91,12 @@ def _one_select(sql: str, at: Locator) -> exp.Select:
     if not statements:
         raise InvalidQuery("The query is empty: send one SELECT statement.")
     if len(statements) > 1:
-        fail("Send exactly one SELECT statement; several statements are not allowed.", statements[1], at)
+        fail("Send exactly one SELECT statement; several statements are not allowed.",
+             cast(exp.Expression, statements[1]), at)
     statement = statements[0]
     if not isinstance(statement, exp.Select):
-        kind = type(statement).__name__.upper()
-        fail(f"Only SELECT queries are allowed, not {kind}.", statement, at)
+        kind = statement.key.upper()
+        raise at.error(f"Only SELECT queries are allowed, not {kind}.", at.keyword(statement.key))
     return statement
 
 
@@ -137,9 +139,12 @@ class _SelectReader:
     def _refuse_extra_parts(self) -> None:
         for key, value in self.select.args.items():
             if value and key not in _SELECT_PARTS:
-                reason = _REFUSED_PARTS.get(key, f"{key.rstrip('_').upper()} is not supported")
+                word, reason = _REFUSED_PARTS.get(key, (key.rstrip("_"), f"{key.rstrip('_').upper()} is not supported"))
                 node = value[0] if isinstance(value, list) else value
-                fail(reason[0].upper() + reason[1:] + ".", node if isinstance(node, exp.Expression) else self.select, self.at)
+                offset = self.at.keyword(word)
+                if offset is None and isinstance(node, exp.Expression):
+                    offset = self.at.offset_of(node)
+                raise self.at.error(reason + ".", offset)
 
     def _dataset(self, expected: str | None) -> str:
         source = self.select.args.get("from_")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import NoReturn
 
@@ -45,9 +46,15 @@ class Locator:
         return InvalidQuery(message, line=line, column=column)
 
     def offset_of(self, node: exp.Expression) -> int | None:
-        """The earliest token offset inside a node (sqlglot keeps them on leaves)."""
+        """The earliest token offset inside a node (sqlglot keeps them on leaves); for nodes
+        without any (DISTINCT, NULL), where their keyword is written."""
         starts = [n.meta["start"] for n in node.walk() if "start" in n.meta]
-        return min(starts) if starts else None
+        return min(starts) if starts else self.keyword(node.key)
+
+    def keyword(self, word: str) -> int | None:
+        """Offset of the first `word` outside quotes, as a whole word, in any letter case."""
+        match = re.search(rf"\b{re.escape(word)}\b", self._unquoted(), flags=re.IGNORECASE)
+        return match.start() if match else None
 
     def unclosed_quote(self) -> int | None:
         quote, opened = "", None
@@ -57,6 +64,18 @@ class Locator:
             elif char in "'\"`":
                 quote, opened = char, offset
         return opened if quote else None
+
+    def _unquoted(self) -> str:
+        """The text with quoted strings and names blanked, offsets unchanged."""
+        out, quote = [], ""
+        for char in self.sql:
+            if quote:
+                quote = "" if char == quote else quote
+                out.append(" ")
+            else:
+                quote = char if char in "'\"`" else ""
+                out.append(" " if quote else char)
+        return "".join(out)
 
 
 def fail(message: str, node: exp.Expression, at: Locator) -> NoReturn:
@@ -85,8 +104,7 @@ def read_scalar(node: exp.Expression, at: Locator) -> Scalar:
     if isinstance(node, exp.Boolean):
         return bool(node.this)
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
-        value = read_scalar(node.this, at)
-        return -value
+        return -_number(node.this, at)
     if isinstance(node, exp.Literal):
         if node.is_string:
             if len(node.this) > MAX_STRING_CHARS:
@@ -139,7 +157,8 @@ def read_predicate(node: exp.Expression, at: Locator, tables: set[str]) -> Predi
 
 def _chain(node: exp.And | exp.Or) -> list[exp.Expression]:
     """Operands of a chain of the same operator, iteratively (chains can be long)."""
-    out, stack = [], [node]
+    out: list[exp.Expression] = []
+    stack: list[exp.Expression] = [node]
     while stack:
         cur = stack.pop()
         if type(cur) is type(node):

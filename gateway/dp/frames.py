@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from gateway.core.plan import And, Between, Compare, InList, Not, Or, Predicate
+from gateway.core.plan import And, Between, Compare, InList, Not, Predicate
 from gateway.core.policy import Column, DatasetPolicy
 
 _PLAIN_TYPES: dict[str, pl.DataType] = {

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
-from gateway.http import basics
+from gateway.http import admin, applications, basics, billing, openapi, products, queries, supply
 from gateway.http.keys import RUNTIME
 from gateway.http.observe import observe_middleware
 from gateway.http.problems import problem_middleware
+from gateway.http.ratelimit import setup_rate_limits
 from gateway.http.routing import Route, guarded
-from gateway.runtime import Runtime, background, open_runtime
+from gateway.metrics import metrics_handler
+from gateway.runtime import Runtime, background, open_runtime, sandbox_running
 from gateway.settings import Settings
 
 # Outermost first: the request id and access log see every response, including problems.
@@ -20,7 +22,8 @@ MIDDLEWARES = (observe_middleware, problem_middleware)
 
 
 def all_routes() -> tuple[Route, ...]:
-    return basics.ROUTES
+    return (basics.ROUTES + queries.ROUTES + supply.ROUTES + admin.ROUTES + applications.ROUTES + products.ROUTES
+            + billing.ROUTES + openapi.ROUTES)
 
 
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
@@ -33,13 +36,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     app = web.Application(middlewares=list(MIDDLEWARES), client_max_size=settings.max_body_bytes)
     routes = all_routes()
     add_routes(app, routes)
+    setup_rate_limits(app, settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         rt = runtime or await asyncio.to_thread(open_runtime, settings)
         for spec in routes:
             rt.metrics.add_route(spec.method, spec.path)
         app[RUNTIME] = rt
-        async with background(rt):
+        async with background(rt), sandbox_running(rt):
             rt.ready = True
             rt.metrics.set_ready(True)
             yield
@@ -49,4 +53,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
             await asyncio.to_thread(rt.close)
 
     app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def create_ops_app(runtime: Runtime) -> web.Application:
+    """The separate ops listener on a private address: /metrics without auth, /healthz, /readyz.
+
+    It outlives the main listener on SIGTERM, so a drain shows as a 503 from /readyz here.
+    """
+    app = web.Application(middlewares=[problem_middleware])
+    app[RUNTIME] = runtime
+    app.router.add_get("/metrics", metrics_handler(runtime.metrics))
+    for spec in (basics.healthz, basics.readyz):
+        app.router.add_route(spec.method, spec.path, spec.handler)
     return app

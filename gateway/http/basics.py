@@ -7,13 +7,13 @@ import binascii
 
 from aiohttp import web
 
+from gateway.clock import utc_now_text
 from gateway.core.catalog import catalog_entry
 from gateway.errors import InvalidRequest, NotFound, Unauthorized, Unavailable, UnsupportedMediaType
 from gateway.http.keys import RUNTIME
 from gateway.http.routing import ANY_ROLE, PUBLIC, Route, route
 from gateway.service.identity import issue_token
 from gateway.store import identity
-from gateway.clock import utc_now_text
 
 
 @route("POST", "/oauth/token", PUBLIC)

@@ -34,6 +34,17 @@ def _depth(value: Any, level: int = 1) -> int:
     return level
 
 
+def _unicode(value: Any) -> bool:
+    """No lone surrogates ("\\ud800" is valid JSON syntax but not text; it breaks encode())."""
+    if isinstance(value, str):
+        return value.isascii() or not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return all(_unicode(k) and _unicode(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_unicode(v) for v in value)
+    return True
+
+
 def parse_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
@@ -47,6 +58,8 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidRequest("JSON nested too deeply") from None
     if _depth(value) > MAX_DEPTH:
         raise InvalidRequest(f"JSON nested deeper than {MAX_DEPTH}")
+    if not _unicode(value):
+        raise InvalidRequest("the body holds a lone UTF-16 surrogate, which is not text")
     return value
 
 

@@ -1,20 +1,37 @@
-"""Request ids, one JSON log line per request, and request metrics (R-OP-05)."""
+"""Request ids, one JSON log line per request, and request metrics (R-OP-01, R-OP-05).
+
+A log line holds names, enums and the charge, never a value that came out of the data: no
+path or query string (only the route template), no header, token, secret or SQL, no released
+row. What a release charged is read from the fields of its answer that API.md fixes
+(`dataset`, `epsilon_spent`, `cached`, `policy_version`), so handlers repeat nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from gateway.http.keys import RUNTIME
 from gateway.http.problems import Handler
+from gateway.http.routing import PRINCIPAL
+from gateway.metrics import REFUSAL_REASONS
+from gateway.runtime import Runtime
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNMATCHED = "_unmatched"
+
+
+def rfc3339_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @web.middleware
@@ -25,21 +42,80 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     request["request_id"] = request_id
     runtime = request.app[RUNTIME]
     started = time.perf_counter()
-    status = 500
+    status, response = 500, None
     try:
-        response = await handler(request)
+        with runtime.metrics.in_flight():
+            response = await handler(request)
         status = response.status
         response.headers["X-Request-ID"] = request_id
         return response
+    except web.HTTPException as exc:  # a redirect or another non-error the problem layer passed on
+        status = exc.status
+        raise
+    except asyncio.CancelledError:  # cut short by the drain's deadline: no answer was sent
+        request["error_code"] = "cancelled"
+        raise
     finally:
-        seconds = time.perf_counter() - started
-        resource = request.match_info.route.resource
-        template = resource.canonical if resource is not None else None
-        runtime.metrics.observe_request(template, request.method, status, seconds)
-        access_log.info(json.dumps({
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": "info", "msg": "request",
-            "request_id": request_id, "replica": runtime.replica, "method": request.method,
-            "route": template or "_unmatched", "status": status, "duration_ms": round(seconds * 1000, 1),
-            "client_id": request.get("client_id"), "dataset": request.get("dataset"),
-            "epsilon": request.get("epsilon_charged"), "outcome": request.get("error_code", "ok"),
-        }, separators=(",", ":")))
+        _account(runtime, request, status, response, time.perf_counter() - started)
+
+
+def _account(runtime: Runtime, request: web.Request, status: int, response: web.StreamResponse | None,
+             seconds: float) -> None:
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else None
+    release = _release_fields(response)
+    dataset = _served(runtime, request.get("dataset") or release.get("dataset"))
+    code = request.get("error_code")
+    try:
+        _count(runtime, request, template, status, seconds, code, dataset)
+    except ValueError:  # a metric refused a value: a bug to fix, never a reason to lose an answer
+        logging.getLogger("gateway").exception("request metrics failed")
+    who = request.get(PRINCIPAL)
+    access_log.info(json.dumps({
+        "ts": rfc3339_now(), "level": _level(status), "msg": "request", "request_id": request["request_id"],
+        "replica": runtime.replica, "method": request.method, "route": template or UNMATCHED,
+        "status": status, "duration_ms": round(seconds * 1000, 1),
+        "outcome": code or release.get("outcome", "ok"),
+        "client_id": who.client_id if who is not None else None,
+        "dataset": dataset, "policy_version": release.get("policy_version"),
+        "epsilon": release.get("epsilon"),
+    }, separators=(",", ":")))
+
+
+def _count(runtime: Runtime, request: web.Request, template: str | None, status: int, seconds: float,
+           code: str | None, dataset: str | None) -> None:
+    runtime.metrics.observe_request(template, request.method, status, seconds)
+    # A refusal counts against a query attempt: one that named a dataset, or any POST /v1/queries.
+    # (Releases, charges, money and 429s are counted where they happen, in the service layer.)
+    attempt = dataset is not None or (request.method == "POST" and template == "/v1/queries")
+    if code in REFUSAL_REASONS and attempt:
+        runtime.metrics.refusal(dataset, code)
+
+
+def _level(status: int) -> str:
+    return "error" if status >= 500 else "warning" if status >= 400 else "info"
+
+
+def _served(runtime: Runtime, dataset: Any) -> str | None:
+    """Only a dataset we serve is named: an id typed by a requester is not echoed into logs."""
+    return dataset if isinstance(dataset, str) and dataset in runtime.registry.policies else None
+
+
+def _release_fields(response: web.StreamResponse | None) -> dict[str, Any]:
+    """The charge of a DP answer, from its API.md fields; {} for every other response."""
+    if not isinstance(response, web.Response) or response.status != 200:
+        return {}
+    body = response.body
+    if not isinstance(body, bytes) or b'"query_id"' not in body or b'"epsilon_spent"' not in body:
+        return {}
+    try:
+        answer = json.loads(body)
+        replayed = response.headers.get("Idempotent-Replayed") == "true"
+        cached = bool(answer["cached"])
+        return {
+            "dataset": answer["dataset"], "policy_version": answer.get("policy_version"),
+            "outcome": "replayed" if replayed else "cached" if cached else "released",
+            "epsilon": 0.0 if replayed or cached else float(answer["epsilon_spent"]),
+        }
+    except (ValueError, KeyError, TypeError):
+        return {}

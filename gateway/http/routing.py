@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.errors import Forbidden, Unauthorized
 from gateway.http.keys import RUNTIME
+from gateway.http.ratelimit import enforce_rate_limit
 from gateway.tokens import Principal
 
 PUBLIC: frozenset[str] = frozenset()
@@ -61,6 +62,7 @@ def guarded(spec: Route) -> Handler:
         who = authenticate(request)
         if not who.roles & spec.roles:
             raise Forbidden("your role does not allow this")
+        enforce_rate_limit(request, who)
         request[PRINCIPAL] = who
         return await spec.handler(request)
 

@@ -21,9 +21,10 @@ from gateway.core.budget import from_nano, nano_to_float, period_of, to_nano
 from gateway.core.checks import CheckedPlan, check_plan
 from gateway.core.plan import Plan, canonical_json, render
 from gateway.core.policy import DatasetPolicy
-from gateway.dp import compile as dp_compile
+from gateway.dp.outcome import Release
 from gateway.errors import Forbidden, GatewayError, ReleaseFailed, Unavailable
 from gateway.runtime import Runtime
+from gateway.service.supply import current_snapshot_id
 from gateway.store import grants as store_grants
 from gateway.store import idempotency, ledger
 from gateway.store.db import Tx
@@ -106,10 +107,12 @@ async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: Product
                   idem_key: str | None) -> _Context:
     """Every check that needs no data and spends nothing (DESIGN §4 steps 1-3)."""
     policy = runtime.registry.usable(plan.dataset)
+    ensure_sandbox(runtime)
+    current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
     grants = await runtime.store.read(store_grants.active_grants, who.org_id, utc_now_text())
     limit = _grant_limit(grants, plan.dataset, product)
     checked = check_plan(plan, policy, from_nano(limit))
-    epsilon_nano = dp_compile.cost(checked).epsilon_nano
+    epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit),
                 ledger.Account(f"pool:{policy.pool}", _pool_cap(runtime, policy)))
     scope = who.org_id if policy.cache_scope == "requester" else "*"
@@ -129,7 +132,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED))
     query_id = uuid.uuid4().hex
     try:
-        cached = await runtime.store.write(_answer_from_cache, ctx, runtime.snapshot_id(plan.dataset))
+        cached = await runtime.store.write(_answer_from_cache, ctx, current_snapshot_id(runtime, plan.dataset))
         if cached is not None:
             runtime.metrics.release(plan.dataset, "cached")
             return QueryReply(200, cached.encode())
@@ -168,7 +171,7 @@ async def _release(runtime: Runtime, ctx: _Context, query_id: str, started: floa
         sandbox_started = time.monotonic()
         release = await runtime.sandbox.release(ctx.checked)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
-        body = await runtime.store.write(_commit, ctx, query_id, release, _accuracy(ctx))
+        body, usage = await runtime.store.write(_commit, ctx, query_id, release)
     except BaseException as exc:
         failure = ReleaseFailed()
         await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem())))
@@ -179,12 +182,9 @@ async def _release(runtime: Runtime, ctx: _Context, query_id: str, started: floa
         raise failure from None
     runtime.metrics.release(dataset, "released")
     runtime.metrics.charged(dataset, nano_to_float(ctx.epsilon_nano))
+    runtime.metrics.billed(dataset, usage.price_minor, usage.currency)
     await pad_response(runtime, started)
     return QueryReply(200, body.encode())
-
-
-def _accuracy(ctx: _Context) -> dict[str, float | None]:
-    return dp_compile.accuracy(ctx.checked, alpha=ALPHA)
 
 
 def _fail(tx: Tx, ctx: _Context, query_id: str, failure_body: str) -> None:
@@ -205,8 +205,9 @@ async def pad_response(runtime: Runtime, started: float) -> None:
         await asyncio.sleep(target - elapsed)
 
 
-def _commit(tx: Tx, ctx: _Context, query_id: str, release: Any, accuracy: dict[str, float | None]) -> str:
+def _commit(tx: Tx, ctx: _Context, query_id: str, release: Release) -> tuple[str, ledger.Usage]:
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
+    accuracy = dict(release.accuracy)
     release_hash = hashlib.sha256(canonical_json(result).encode()).hexdigest()
     usage = _priced(tx, ctx, cached=False)
     commit = ledger.Commit(
@@ -220,7 +221,7 @@ def _commit(tx: Tx, ctx: _Context, query_id: str, release: Any, accuracy: dict[s
                         snapshot_id=release.snapshot_id)
     if ctx.idem_key:
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
-    return body
+    return body, usage
 
 
 def _priced(tx: Tx, ctx: _Context, *, cached: bool) -> ledger.Usage:
@@ -267,15 +268,15 @@ def _answer_body(tx: Tx, ctx: _Context, query_id: str, result: dict[str, Any], a
 async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None) -> dict[str, Any]:
     """Cost, accuracy and price of a query without reading a row or spending anything."""
     ctx = await prepare(runtime, who, plan, product, None)
-    accuracy = _accuracy(ctx)
+    assert runtime.sandbox is not None
+    figures = await runtime.sandbox.preview(ctx.checked, ALPHA)
     grant_account = ctx.accounts[0].name
     usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
     cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
     price = ctx.usage(cached=False)
     return {
         "dataset": plan.dataset, "epsilon": nano_to_float(ctx.epsilon_nano), "delta": float(plan.delta),
-        "accuracy": {"alpha": ALPHA, "columns": {out.name: accuracy.get(out.source)
-                                                 for out in plan.select if out.aggregate is not None}},
+        "accuracy": figures["accuracy"], "threshold": figures.get("threshold"),
         "price": {"price_minor": price.price_minor, "currency": price.currency},
         "budget": {"dataset": plan.dataset, "period": ctx.period, "epsilon_limit": nano_to_float(cap),
                    "epsilon_spent": nano_to_float(spent), "epsilon_remaining": nano_to_float(cap - spent - reserved)},
@@ -288,4 +289,4 @@ def ensure_sandbox(runtime: Runtime) -> None:
         raise Unavailable("the sandbox is not running", retry_after=2)
 
 
-__all__ = ["ProductCall", "QueryReply", "GatewayError", "preview", "request_fingerprint", "run_query"]
+__all__ = ["GatewayError", "ProductCall", "QueryReply", "preview", "request_fingerprint", "run_query"]

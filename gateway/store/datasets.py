@@ -10,7 +10,6 @@ from gateway.clock import utc_now_text
 from gateway.store import audit
 from gateway.store.db import Tx
 
-
 _STATUS_EVENT = {"active": "dataset.resumed", "suspended": "dataset.suspended",
                  "withdrawn": "dataset.withdrawn"}
 
@@ -36,9 +35,11 @@ def seed_policy(tx: Tx, dataset: str, owner: str, version: str, document: dict[s
 
 
 def _insert_version(tx: Tx, dataset: str, version: str, document: dict[str, Any], actor: str) -> None:
+    # Declared order kept, so the catalog lists columns as the policy does; the version is
+    # the content hash of the sorted form, so a policy's identity does not depend on it.
     tx.execute("INSERT INTO policy_versions (version, dataset, document, created_at, created_by) "
                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING",
-               (version, dataset, json.dumps(document, sort_keys=True), utc_now_text(), actor))
+               (version, dataset, json.dumps(document, ensure_ascii=False), utc_now_text(), actor))
 
 
 def publish_policy(tx: Tx, dataset: str, owner: str, version: str, document: dict[str, Any], actor: str) -> None:

@@ -12,12 +12,15 @@ import abc
 import asyncio
 import contextlib
 import functools
+import logging
+import queue
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -25,6 +28,8 @@ from typing import Any, Protocol, TypeVar
 from gateway.errors import Unavailable
 
 T = TypeVar("T")
+log = logging.getLogger("gateway.store")
+_MAX_GROUP = 64  # writes sharing one SQLite commit
 Row = tuple[Any, ...]
 
 
@@ -97,19 +102,18 @@ class Store(abc.ABC):
         return await self._submit(fn, args, write=False)
 
     async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            return await loop.run_in_executor(self._executor(write), self._run, fn, args, write)
+            return await asyncio.wrap_future(self._dispatch(fn, args, write))
         finally:
             self.observe(getattr(fn, "__name__", "op"), time.perf_counter() - started)
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """For the CLI and start-up, outside the event loop."""
-        return self._executor(write).submit(self._run, fn, args, write).result()
+        return self._dispatch(fn, args, write).result()
 
-    def _executor(self, write: bool) -> ThreadPoolExecutor:
-        return self._readers
+    def _dispatch(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> Future[T]:
+        return self._readers.submit(self._run, fn, args, write)
 
     @abc.abstractmethod
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
@@ -117,6 +121,13 @@ class Store(abc.ABC):
 
     def close(self) -> None:
         self._readers.shutdown(wait=True)
+
+
+@dataclass
+class _WriteJob:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: Future[Any]
 
 
 class SqliteStore(Store):
@@ -128,10 +139,12 @@ class SqliteStore(Store):
         super().__init__(read_threads=2)
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-write")
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
+        self._writer.start()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -146,25 +159,82 @@ class SqliteStore(Store):
                 self._conns.append(conn)
         return conn
 
-    def _executor(self, write: bool) -> ThreadPoolExecutor:
-        return self._writer if write else self._readers
+    def _dispatch(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> Future[T]:
+        if not write:
+            return super()._dispatch(fn, args, write)
+        future: Future[T] = Future()
+        self._jobs.put(_WriteJob(fn, args, future))
+        return future
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        """A read: one deferred transaction on this thread's connection."""
         conn = self._conn()
+        conn.execute("BEGIN")
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as exc:  # SQLITE_BUSY after busy_timeout (R-BU-03)
-            raise Unavailable("The store is busy.", retry_after=1) from exc
-        try:
-            result = fn(_SqliteTx(conn), *args)
-        except BaseException:
+            return fn(_SqliteTx(conn), *args)
+        finally:
             conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+
+    def _write_loop(self) -> None:
+        """The one writer. Jobs waiting together share a transaction and its fsync (group
+        commit); each runs in its own savepoint, so a failing job leaves no trace of itself
+        and the others still commit. Nobody hears back before the commit is durable."""
+        conn = self._conn()
+        stopping = False
+        while not stopping:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < _MAX_GROUP:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._commit_group(conn, batch)
+
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[_WriteJob]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # SQLITE_BUSY after busy_timeout (R-BU-03)
+            for job in batch:
+                job.future.set_exception(Unavailable("The store is busy.", retry_after=1))
+            log.warning("store busy: %s", exc)
+            return
+        outcomes: list[tuple[_WriteJob, bool, Any]] = []
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job.fn(_SqliteTx(conn), *job.args)
+            except BaseException as exc:  # the job's own error, handed back to its caller
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((job, False, exc))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((job, True, value))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for job in batch:
+                job.future.set_exception(Unavailable("The store could not commit.", retry_after=1))
+            log.error("store commit failed: %s", exc)
+            return
+        for job, ok, value in outcomes:
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._jobs.put(None)
+        self._writer.join()
         super().close()
         with self._lock:
             for conn in self._conns:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
-from gateway.errors import BudgetExhausted, DatasetSuspended, DatasetWithdrawn, Forbidden, Unauthorized
+from gateway.errors import (
+    BudgetExhausted,
+    DatasetSuspended,
+    DatasetWithdrawn,
+    Forbidden,
+    Unauthorized,
+)
 from gateway.store import audit
 from gateway.store.db import Tx
 

@@ -1,0 +1,224 @@
+"""Ledger benchmarks: cached metered calls over HTTP against a bare aiohttp handler, and budget
+charges per second on SQLite and PostgreSQL (3 processes x 64 clients), with an over-spend check.
+
+Writes bench/results/ledger.md and ledger.json. Run by `make bench` (bench/run.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from tests.support import Gateway, free_port, seed_demo_data  # noqa: E402
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+async def handle(request):
+    await request.read()
+    return web.json_response({"ok": True, "rows": [[1, 2.5]]})
+app = web.Application()
+app.router.add_post("/v1/queries", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+async def _load(url: str, body: bytes, headers: dict[str, str], seconds: float, concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "statuses": statuses,
+            "p50_ms": 1000 * latencies[len(latencies) // 2], "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
+
+
+def _wait_port(port: int) -> None:
+    import socket
+
+    for _ in range(200):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def bench_http(seconds: float, concurrency: int, data_dir: Path) -> dict[str, Any]:
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+    try:
+        _wait_port(port)
+        body = json.dumps({"dataset": "residents", "sql": "SELECT 1", "epsilon": 0.1}).encode()
+        asyncio.run(_load(f"http://127.0.0.1:{port}/v1/queries", body, {"Content-Type": "application/json"}, 1, 8))
+        bare_result = asyncio.run(_load(f"http://127.0.0.1:{port}/v1/queries", body,
+                                        {"Content-Type": "application/json"}, seconds, concurrency))
+    finally:
+        bare.terminate()
+        bare.wait()
+    state = Path(tempfile.mkdtemp(prefix="bench-gw-"))
+    seed_demo_data(state, data_dir)
+    gw = Gateway(state).start()
+    try:
+        sql = "SELECT township, COUNT(*) AS n FROM residents GROUP BY township"
+        first = gw.api("POST", "/v1/queries", "demo-bank", {"dataset": "residents", "sql": sql, "epsilon": 0.1})
+        assert first.status == 200, first.body
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer " + gw.token("demo-bank")}
+        body = json.dumps({"dataset": "residents", "sql": sql, "epsilon": 0.1}).encode()
+        asyncio.run(_load(gw.base + "/v1/queries", body, headers, 1, 8))
+        cached = asyncio.run(_load(gw.base + "/v1/queries", body, headers, seconds, concurrency))
+        usage = gw.api("GET", "/v1/usage", "demo-bank").json["items"]
+    finally:
+        gw.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    assert set(cached["statuses"]) == {200}, cached["statuses"]
+    return {"bare": bare_result, "cached": cached, "ratio": cached["rps"] / bare_result["rps"],
+            "usage_records": len(usage), "concurrency": concurrency, "seconds": seconds}
+
+
+def _charge_worker(dsn: str, state: str, clients: int, charges: int, out: Any) -> None:
+    from gateway.errors import BudgetExhausted
+    from gateway.store import ledger
+    from gateway.store.db import open_store
+
+    store = open_store(dsn, Path(state), pool_size=min(clients, 16))
+    ok = refused = 0
+    lock = threading.Lock()
+
+    def one_client() -> None:
+        nonlocal ok, refused
+        for _ in range(charges):
+            r = ledger.Reservation(uuid.uuid4().hex, "bench", "bench", "residents", None, "2026-11", 1000,
+                                   (ledger.Account("grant:bench:residents", 10**9),
+                                    ledger.Account("pool:bench", 10**12)))
+            try:
+                store.run_sync(ledger.reserve, r)
+                with lock:
+                    ok += 1
+            except BudgetExhausted:
+                with lock:
+                    refused += 1
+
+    threads = [threading.Thread(target=one_client) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((ok, refused, time.perf_counter() - started))
+    store.close()
+
+
+def bench_charges(kind: str, dsn: str, processes: int, clients: int, charges: int) -> dict[str, Any]:
+    """Reservations of 1e-6 epsilon against a cap that fits exactly 1,000,000 / 1000 = 1000."""
+    from gateway.store import datasets, identity, ledger
+    from gateway.store.db import open_store
+    from tests.store_support import postgres_schema
+
+    state = tempfile.mkdtemp(prefix="bench-charges-")
+
+    def run(target_dsn: str) -> dict[str, Any]:
+        store = open_store(target_dsn, Path(state))
+        store.run_sync(identity.ensure_org, "bench", "Bench", "requester")
+        store.run_sync(datasets.seed_policy, "residents", "psb", "v1", {"dataset": "residents"}, "bench")
+        store.close()
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_charge_worker, args=(target_dsn, state, clients, charges, out))
+                 for _ in range(processes)]
+        for p in procs:
+            p.start()
+        results = [out.get() for _ in procs]
+        for p in procs:
+            p.join()
+        store = open_store(target_dsn, Path(state))
+        account = store.run_sync(ledger.account_usage, ["grant:bench:residents"], "2026-11", write=False)
+        store.close()
+        ok = sum(r[0] for r in results)
+        cap, spent, reserved = account["grant:bench:residents"]
+        return {"store": kind, "processes": processes, "clients_per_process": clients,
+                "attempts": processes * clients * charges, "succeeded": ok, "refused": sum(r[1] for r in results),
+                "charges_per_second": (processes * clients * charges) / max(r[2] for r in results),
+                "fit": cap // 1000, "reserved_nano": reserved, "over_spend_nano": max(0, spent + reserved - cap)}
+
+    try:
+        if kind == "postgres":
+            with postgres_schema(dsn) as schema_dsn:
+                return run(schema_dsn)
+        return run("")
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--data", default=str(ROOT / "bench" / "data" / "scale-0.1"))
+    args = parser.parse_args()
+    data = Path(args.data)
+    if not (data / "residents.parquet").exists():
+        from gateway.data.demo import generate
+
+        generate(data, scale=0.1)
+    http = bench_http(args.seconds, args.concurrency, data)
+    charges = [bench_charges("sqlite", "", 1, 64, 25)]
+    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
+    if dsn:
+        charges.append(bench_charges("postgres", dsn, 3, 64, 10))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ledger.json").write_text(json.dumps({"http": http, "charges": charges}, indent=2))
+    lines = ["# Ledger benchmark", "",
+             f"Cached metered calls over HTTP ({http['concurrency']} connections, {http['seconds']} s, "
+             "JWT + grant read + cache lookup + usage record committed per call):", "",
+             "| target | requests/s | p50 ms | p99 ms |", "|---|---|---|---|",
+             f"| bare aiohttp JSON handler | {http['bare']['rps']:.0f} | {http['bare']['p50_ms']:.1f} | "
+             f"{http['bare']['p99_ms']:.1f} |",
+             f"| gateway, cached metered call | {http['cached']['rps']:.0f} | {http['cached']['p50_ms']:.1f} | "
+             f"{http['cached']['p99_ms']:.1f} |", "",
+             f"Ratio: **{http['ratio']:.0%}** of the bare handler (target at least 40%).", "",
+             "Budget charges (one conditional update per charge; cap fits exactly `fit` charges):", "",
+             "| store | processes x clients | attempts | succeeded | fit | charges/s | over-spend |",
+             "|---|---|---|---|---|---|---|"]
+    for c in charges:
+        lines.append(f"| {c['store']} | {c['processes']} x {c['clients_per_process']} | {c['attempts']} | "
+                     f"{c['succeeded']} | {c['fit']} | {c['charges_per_second']:.0f} | {c['over_spend_nano']} |")
+    (RESULTS / "ledger.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if all(c["over_spend_nano"] == 0 and c["succeeded"] <= c["fit"] for c in charges) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Checked plan -> an OpenDP measurement over the dataset's domain; its cost and accuracy.
+
+No data is read here: the domain, bounds, key sets, candidates and row bound come from the
+policy (R-DP-08), the query from our checked plan. The measurement is OpenDP's own
+`make_private_lazyframe` (the constructor its Context uses), over a placeholder frame with
+the storage schema; the sandbox later applies it to the snapshot. Noise scales are computed
+directly from the plan's epsilon split (see `calibrate`) and proven by the privacy map, so
+a query costs a few measurement builds instead of `resolve()`'s thousand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import opendp.prelude as dp
+import polars as pl
+from opendp.mod import GLOBAL_FEATURES
+
+from gateway.core.budget import NANO, from_nano
+from gateway.core.checks import CheckedPlan
+from gateway.core.plan import Aggregate, canonical_aggregates, canonical_keys
+from gateway.core.policy import Column, DatasetPolicy
+from gateway.dp import frames
+from gateway.dp.calibrate import Calibrated, calibrate
+
+dp.enable_features("contrib")  # the only feature the engine needs (R-DP-01)
+SAFE_FEATURES = frozenset({"contrib"})
+_CACHE_SIZE = 256
+
+
+def assert_features_safe() -> None:
+    """Refuse to run with OpenDP features beyond `contrib`, or with a swapped library (R-DP-01)."""
+    extra = set(GLOBAL_FEATURES) - SAFE_FEATURES
+    if extra:
+        raise RuntimeError(f"unsafe OpenDP features are enabled: {', '.join(sorted(extra))}")
+    if os.environ.get("OPENDP_LIB_DIR"):
+        raise RuntimeError("OPENDP_LIB_DIR replaces the OpenDP library; unset it")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One noisy column of OpenDP's output; a mean has two (its sum and its count)."""
+
+    column: str
+    aggregate: Aggregate
+    role: str  # "value", "sum" or "count"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    parts: tuple[Part, ...]
+    calibrated: Calibrated
+
+    @property
+    def measurement(self) -> Any:
+        return self.calibrated.measurement
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a release charges (the request, rounded up to nano-epsilon) and what OpenDP's
+    privacy map proves it spends (never more)."""
+
+    epsilon_nano: int
+    delta: Decimal
+    mechanism_epsilon: float
+    mechanism_delta: float
+    threshold: int | None
+
+
+def parts_of(checked: CheckedPlan) -> tuple[Part, ...]:
+    parts: list[Part] = []
+    for agg in canonical_aggregates(checked.plan.aggregates):
+        if agg.func == "mean":
+            parts += [Part(f"{agg.label} sum", agg, "sum"), Part(f"{agg.label} count", agg, "count")]
+        else:
+            parts.append(Part(agg.label, agg, "value"))
+    return tuple(parts)
+
+
+def query_plan(checked: CheckedPlan, scales: tuple[float, ...]) -> pl.LazyFrame:
+    """The polars plan OpenDP checks: filter, truncate per person, aggregate, join public keys."""
+    policy, plan = checked.policy, checked.plan
+    frame = pl.LazyFrame(schema=frames.storage_schema(policy))
+    if plan.where is not None:
+        frame = frame.filter(frames.where_expr(plan.where))
+    unit = policy.privacy_unit
+    if unit.kind == "identifier":
+        # R-DP-07: keep at most max_contributions rows per person (truncate_per_group, first rows).
+        frame = frame.filter(pl.int_range(pl.len()).over(unit.column) < unit.max_contributions)
+    exprs = [_expression(part, policy, scale) for part, scale in zip(parts_of(checked), scales, strict=True)]
+    keys = list(canonical_keys(plan.group_by))
+    if not keys:
+        return frame.select(exprs)
+    grouped = frame.group_by(keys).agg(exprs)
+    if checked.keys == "private":
+        return grouped
+    return frames.keys_frame(policy, tuple(keys)).lazy().join(grouped, on=keys, how="left", nulls_equal=True)
+
+
+def _expression(part: Part, policy: DatasetPolicy, scale: float) -> pl.Expr:
+    agg = part.aggregate
+    if agg.column is None:
+        return dp.len(scale=scale, signed=True).alias(part.column)
+    column = policy.column(agg.column)
+    assert column is not None, "checked before"
+    expr = pl.col(agg.column)
+    if agg.func == "count" or part.role == "count":
+        out = expr.dp.count(scale=scale, signed=True)  # type: ignore[attr-defined]
+    elif agg.func == "sum" or part.role == "sum":
+        out = expr.dp.sum(frames.bounds(column), scale=scale)  # type: ignore[attr-defined]
+    elif agg.func == "median":
+        out = expr.dp.median(frames.candidates(column), scale=scale)  # type: ignore[attr-defined]
+    else:
+        out = expr.dp.quantile(agg.q, frames.candidates(column), scale=scale)  # type: ignore[attr-defined]
+    return out.alias(part.column)
+
+
+def input_domain(checked: CheckedPlan) -> Any:
+    """The dataset's domain from its policy; the row bound and key bound are public margins."""
+    policy = checked.policy
+    domain = dp.lazyframe_domain([dp.series_domain(c.name, _element_domain(c))
+                                  for c in frames.stored_columns(policy)])
+    domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=policy.max_rows))
+    if checked.keys == "private":
+        keys = canonical_keys(checked.plan.group_by)
+        margin = dp.polars.Margin(by=list(keys), max_groups=frames.max_groups(policy, keys))
+        domain = dp.with_margin(domain, margin)
+    return domain
+
+
+def _element_domain(column: Column) -> Any:
+    dtype = frames.dtype_of(column)
+    if column.type == "integer":
+        return dp.atom_domain(T=dp.i64)
+    if column.type == "float":
+        return dp.atom_domain(T=dp.f64, nan=False)
+    if isinstance(dtype, pl.Enum):
+        return dp.option_domain(dp.enum_domain(pl.Series(list(dtype.categories))))
+    return dp.option_domain(dp.atom_domain(T="bool" if column.type == "boolean" else dp.String))
+
+
+def privacy_unit(policy: DatasetPolicy) -> tuple[Any, int]:
+    """Input metric and distance: one row, or one person's rows by identifier (R-DP-07)."""
+    unit = policy.privacy_unit
+    if unit.kind == "identifier":
+        return dp.symmetric_id_distance(unit.column), 1
+    return dp.symmetric_distance(), 1
+
+
+class _LRU(OrderedDict[str, Compiled]):
+    def remember(self, key: str, value: Compiled) -> Compiled:
+        self[key] = value
+        while len(self) > _CACHE_SIZE:
+            self.popitem(last=False)
+        return value
+
+
+_compiled = _LRU()
+
+
+def compile_plan(checked: CheckedPlan) -> Compiled:
+    """The calibrated measurement of a checked plan; cached per plan, policy version and split."""
+    key = "|".join((checked.policy.version, checked.fingerprint(), checked.keys,
+                    ",".join(map(str, checked.epsilon_split))))
+    if key in _compiled:
+        _compiled.move_to_end(key)
+        return _compiled[key]
+    parts = parts_of(checked)
+    if len(parts) != len(checked.epsilon_split):
+        raise RuntimeError("the epsilon split does not match the plan's noisy parts")
+    domain = input_domain(checked)
+    metric, d_in = privacy_unit(checked.policy)
+    measure = dp.approximate(dp.max_divergence()) if checked.keys == "private" else dp.max_divergence()
+
+    def build(scales: tuple[float, ...], threshold: int | None) -> Any:
+        return dp.m.make_private_lazyframe(domain, metric, measure, query_plan(checked, scales),
+                                           threshold=threshold)
+
+    shares = [Decimal(n) / NANO for n in checked.epsilon_split]
+    delta = checked.delta if checked.keys == "private" else None
+    return _compiled.remember(key, Compiled(parts, calibrate(build, shares, d_in, delta=delta)))
+
+
+def cost(checked: CheckedPlan) -> Cost:
+    """The charge of a release (R-DP-02): computed from plan and policy, before any data."""
+    calibrated = compile_plan(checked).calibrated
+    if Decimal(calibrated.epsilon) > from_nano(checked.epsilon_nano):
+        raise RuntimeError("the measurement spends more than the charge")
+    return Cost(checked.epsilon_nano, checked.delta, calibrated.epsilon, calibrated.delta,
+                calibrated.threshold)
+
+
+def part_accuracy(compiled: Compiled, alpha: float) -> dict[str, float | None]:
+    """Half-width of a (1 - alpha) interval of each noisy column, from OpenDP's summarize."""
+    summary = dp.summarize_polars_measurement(compiled.measurement, alpha)
+    return dict(zip(summary["column"].to_list(), summary["accuracy"].to_list(), strict=True))
+
+
+def accuracy(checked: CheckedPlan, alpha: float = 0.05) -> dict[str, float | None]:
+    """Per aggregate (keyed by its release column, `Output.source`): the half-width of its
+    (1 - alpha) interval, without data.
+
+    Means and quantiles have none before release (a mean's depends on its noisy count; the
+    Release carries it, computed from the released values).
+    """
+    compiled = compile_plan(checked)
+    by_part = part_accuracy(compiled, alpha)
+    return {p.aggregate.label: by_part.get(p.column) if p.role == "value" else None
+            for p in compiled.parts}
+
+
+def preview_figures(checked: CheckedPlan, alpha: float = 0.05) -> dict[str, Any]:
+    """What `POST /v1/queries/preview` shows of the engine: charge, accuracy by output name,
+    and the threshold of private keys."""
+    charge = cost(checked)
+    by_label = accuracy(checked, alpha)
+    return {
+        "epsilon": float(from_nano(charge.epsilon_nano)),
+        "delta": float(charge.delta),
+        "accuracy": {"alpha": alpha, "columns": {o.name: by_label.get(o.source)
+                                                 for o in checked.plan.select if o.aggregate is not None}},
+        "threshold": charge.threshold,
+    }

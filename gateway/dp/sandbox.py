@@ -1,0 +1,263 @@
+"""The sandbox: worker processes that hold the snapshots and run releases, behind asyncio.
+
+The server never imports OpenDP nor reads a row: it sends our checked plan (a picklable
+dataclass, never a serialized polars plan) to an idle worker and awaits the released frame.
+Each call has a wall-time limit and a memory limit (anonymous memory, watched while the
+call runs); a worker that passes either is killed and replaced, and the caller gets the one
+generic `ReleaseFailed` (R-DP-11, R-RL-04). A snapshot is prepared once by one worker; each
+worker swaps to it before its next query on that dataset, and a replacement worker starts
+empty and loads what it needs the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from gateway.core.checks import CheckedPlan
+from gateway.core.policy import DatasetPolicy
+from gateway.dp import worker as worker_main
+from gateway.dp.outcome import Release, SnapshotInvalid
+from gateway.errors import ReleaseFailed, Unavailable
+
+__all__ = ["Release", "Sandbox", "SnapshotInvalid"]
+
+_START_TIMEOUT = 180.0
+_WATCH_SECONDS = 0.02
+_REPLACE_ATTEMPTS = 5
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class _WorkerGone(Exception):
+    """The worker died, timed out or passed its memory limit; it has been killed."""
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    policy: DatasetPolicy
+    source: str
+    snapshot_id: str
+
+
+class _Worker:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, process: Any, conn: Connection) -> None:
+        self.process, self.conn = process, conn
+        self.held: dict[str, _Loaded] = {}  # what the worker holds, per dataset
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    def anon_memory_mb(self) -> float:
+        """Private (anonymous) resident memory; the mapped snapshot files are not counted."""
+        try:
+            with open(f"/proc/{self.pid}/statm") as fh:
+                _size, resident, shared, *_ = (int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            return 0.0
+        return (resident - shared) * _PAGE / 2**20
+
+    async def call(self, message: tuple[Any, ...], timeout: float, memory_mb: int) -> tuple[str, Any]:
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[tuple[str, Any]] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(self.conn.fileno())
+            try:
+                reply.set_result(self.conn.recv())
+            except (EOFError, OSError) as exc:
+                reply.set_exception(_WorkerGone(str(exc)))
+
+        try:
+            self.conn.send(message)
+        except (OSError, ValueError) as exc:
+            raise _WorkerGone(str(exc)) from None
+        loop.add_reader(self.conn.fileno(), readable)
+        watch: asyncio.Future[Any] = asyncio.ensure_future(self._watch_memory(memory_mb))
+        try:
+            either: set[asyncio.Future[Any]] = {reply, watch}
+            done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if reply in done:
+                return reply.result()
+            raise _WorkerGone("time or memory limit")
+        finally:
+            watch.cancel()
+            if not reply.done():
+                loop.remove_reader(self.conn.fileno())
+                reply.cancel()
+
+    async def _watch_memory(self, limit_mb: int) -> None:
+        while self.anon_memory_mb() <= limit_mb:
+            await asyncio.sleep(_WATCH_SECONDS)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.join(5)
+        self.conn.close()
+
+
+class Sandbox:
+    """Worker processes that keep each dataset's snapshot ready and draw every DP answer."""
+
+    def __init__(self, workers: int, timeout_seconds: float, memory_mb: int,
+                 cache_dir: Path | None = None) -> None:
+        if workers < 1:
+            raise ValueError("a sandbox needs at least one worker")
+        self.size, self.timeout, self.memory_mb = workers, timeout_seconds, memory_mb
+        self._own_cache = cache_dir is None
+        self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="gateway-snapshots-"))
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._workers: set[_Worker] = set()
+        self._loaded: dict[str, _Loaded] = {}
+        self._load_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start the workers; each refuses to start with unsafe OpenDP features (R-DP-01)."""
+        started = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        for w in started:
+            self._idle.put_nowait(w)
+
+    async def close(self) -> None:
+        for w in list(self._workers):
+            with contextlib.suppress(OSError, ValueError):
+                w.conn.send(("stop",))
+            await asyncio.get_running_loop().run_in_executor(None, w.process.join, 5)
+            w.kill()
+        self._workers.clear()
+        if self._own_cache:
+            for path in self.cache_dir.glob("*"):
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.cache_dir.rmdir()
+
+    def snapshot_of(self, dataset: str) -> str | None:
+        loaded = self._loaded.get(dataset)
+        return loaded.snapshot_id if loaded else None
+
+    def worker_memory_mb(self) -> list[float]:
+        """Anonymous memory of each worker, for the benchmark and ops."""
+        return [w.anon_memory_mb() for w in self._workers]
+
+    async def load(self, dataset: str, policy: DatasetPolicy, path: Path, snapshot_id: str) -> None:
+        """Validate and prepare a snapshot in one worker; every worker swaps to it before its
+        next query on the dataset, so a swap always falls between two queries.
+
+        Raises SnapshotInvalid (for the operator, never for a requester) if it does not fit.
+        """
+        if dataset != policy.dataset:
+            raise ValueError("the policy is not this dataset's")
+        loaded = _Loaded(policy, str(path), snapshot_id)
+        async with self._load_lock:
+            w = await self._idle.get()
+            try:
+                await self._load_into(w, loaded)
+            finally:
+                if w in self._workers:
+                    self._idle.put_nowait(w)
+            self._loaded[dataset] = loaded
+
+    async def release(self, checked: CheckedPlan, alpha: float = 0.05) -> Release:
+        """Draw one DP answer. After the call starts, any failure is the generic ReleaseFailed."""
+        self._require_loaded(checked)
+        try:
+            outcome, value = await self._run(("release", checked, alpha))
+        except _WorkerGone:
+            raise ReleaseFailed() from None
+        if outcome != worker_main.OK:
+            raise ReleaseFailed()
+        return value
+
+    async def preview(self, checked: CheckedPlan, alpha: float = 0.05) -> dict[str, Any]:
+        """Cost and accuracy of a checked plan (compile.preview_figures), computed in a worker
+        so that the server needs no OpenDP; no data is read."""
+        try:
+            outcome, value = await self._run(("preview", checked, alpha))
+        except _WorkerGone:
+            outcome, value = worker_main.FAILED, None
+        if outcome != worker_main.OK:
+            raise Unavailable("The preview could not be computed.")
+        return value
+
+    def _require_loaded(self, checked: CheckedPlan) -> None:
+        from gateway.dp.snapshot import storage_fingerprint
+
+        loaded = self._loaded.get(checked.policy.dataset)
+        if loaded is None or storage_fingerprint(loaded.policy) != storage_fingerprint(checked.policy):
+            raise Unavailable("The dataset is not ready; try again shortly.")
+
+    async def _run(self, message: tuple[Any, ...]) -> tuple[str, Any]:
+        w = await self._idle.get()
+        try:
+            loaded = self._loaded.get(message[1].policy.dataset)
+            if loaded is not None and w.held.get(loaded.policy.dataset) != loaded:
+                await self._load_into(w, loaded)
+            result = await w.call(message, self.timeout, self.memory_mb)
+        except (_WorkerGone, SnapshotInvalid):
+            if w in self._workers:
+                self._retire(w)
+            raise _WorkerGone() from None
+        self._idle.put_nowait(w)
+        return result
+
+    async def _load_into(self, w: _Worker, loaded: _Loaded) -> None:
+        message = ("load", loaded.policy, loaded.source, loaded.snapshot_id)
+        try:
+            outcome, reason = await w.call(message, max(self.timeout, _START_TIMEOUT), self.memory_mb)
+        except _WorkerGone:
+            self._retire(w)
+            raise SnapshotInvalid("the snapshot could not be prepared within the limits") from None
+        if outcome == worker_main.INVALID:
+            raise SnapshotInvalid(reason)
+        if outcome != worker_main.OK:
+            raise SnapshotInvalid("the snapshot could not be prepared")
+        w.held[loaded.policy.dataset] = loaded
+
+    def _retire(self, w: _Worker) -> None:
+        """Kill a worker that failed a limit and start its replacement in the background."""
+        self._workers.discard(w)
+        w.kill()
+        task = asyncio.ensure_future(self._replace())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=worker_main.main, args=(child, str(self.cache_dir), self.memory_mb),
+                                        daemon=True, name="gateway-sandbox")
+        process.start()
+        child.close()
+        w = _Worker(process, parent)
+        ready = await asyncio.get_running_loop().run_in_executor(None, parent.poll, _START_TIMEOUT)
+        try:
+            outcome = parent.recv() if ready else (worker_main.FAILED, "no answer")
+        except (EOFError, OSError):
+            outcome = (worker_main.FAILED, "it exited")
+        if outcome[0] != worker_main.READY:
+            w.kill()
+            raise RuntimeError("a sandbox worker did not start: " + str(outcome[1]))
+        self._workers.add(w)
+        return w
+
+    async def _replace(self) -> None:
+        """A new worker (it loads snapshots on first use); retried, so the pool keeps its size."""
+        for attempt in range(_REPLACE_ATTEMPTS):
+            try:
+                w = await self._spawn()
+            except (RuntimeError, OSError):
+                await asyncio.sleep(2**attempt)
+                continue
+            self._idle.put_nowait(w)
+            return

@@ -1,0 +1,98 @@
+"""The sandbox worker process: holds prepared snapshots, compiles plans, draws the noise.
+
+It starts in a fresh interpreter (spawn), imports OpenDP there and nowhere in the server,
+refuses to run with unsafe OpenDP features (R-DP-01), and then answers one message at a
+time over its pipe, so a snapshot swap always falls between two queries. Replies carry
+only DP output, previews or a bare failure kind: an exception's text never leaves, since
+OpenDP's messages print the whole plan (R-DP-11).
+"""
+
+from __future__ import annotations
+
+import resource
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+# Messages (parent -> worker), each answered by exactly one reply:
+#   ("load", policy, source_path, snapshot_id)  -> ("ok", None) | ("invalid", reason)
+#   ("release", checked, alpha)                  -> ("ok", Release) | ("failed", None)
+#   ("preview", checked, alpha)                  -> ("ok", dict) | ("failed", None)
+#   ("stop",)                                    -> no reply; the process exits
+READY, OK, INVALID, FAILED = "ready", "ok", "invalid", "failed"
+
+
+def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
+    """Entry point of a worker process."""
+    _limit_memory(memory_mb)
+    try:
+        from gateway.dp import compile as compiler
+
+        compiler.assert_features_safe()
+    except Exception:
+        conn.send((FAILED, "unsafe or missing OpenDP"))
+        return
+    conn.send((READY, None))
+    _Worker(Path(cache_dir)).serve(conn)
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """A hard ceiling on private memory; the parent's watchdog enforces the per-query limit.
+
+    RLIMIT_DATA counts anonymous memory but not the memory-mapped snapshot files.
+    """
+    ceiling = memory_mb * 1024 * 1024 * 2
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard == resource.RLIM_INFINITY or ceiling < hard:
+        resource.setrlimit(resource.RLIMIT_DATA, (ceiling, ceiling if hard != resource.RLIM_INFINITY else hard))
+
+
+class _Worker:
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.held: dict[str, tuple[Path, str]] = {}  # dataset -> (prepared file, snapshot id)
+
+    def serve(self, conn: Connection) -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                return
+            if message[0] == "stop":
+                return
+            conn.send(self.handle(message))
+
+    def handle(self, message: tuple[Any, ...]) -> tuple[str, Any]:
+        from gateway.dp.outcome import SnapshotInvalid
+
+        try:
+            if message[0] == "load":
+                self.load(*message[1:])
+                return OK, None
+            if message[0] == "release":
+                return OK, self.release(*message[1:])
+            if message[0] == "preview":
+                from gateway.dp.compile import preview_figures
+
+                return OK, preview_figures(*message[1:])
+        except SnapshotInvalid as exc:
+            return INVALID, str(exc)
+        except Exception:  # whatever it was, the reply does not depend on it (R-DP-11)
+            return FAILED, None
+        return FAILED, None
+
+    def load(self, policy: Any, source: str, snapshot_id: str) -> None:
+        from gateway.dp.snapshot import prepare
+
+        prepared = prepare(policy, Path(source), snapshot_id, self.cache_dir)
+        self.held[policy.dataset] = (prepared, snapshot_id)
+
+    def release(self, checked: Any, alpha: float) -> Any:
+        import polars as pl
+
+        from gateway.dp.compile import compile_plan
+        from gateway.dp.release import run
+
+        path, snapshot_id = self.held[checked.policy.dataset]
+        compiled = compile_plan(checked)  # before the data: the cost is proven first (R-DP-02)
+        return run(checked, compiled, pl.scan_ipc(path, memory_map=True), snapshot_id, alpha)

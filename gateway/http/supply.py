@@ -1,0 +1,84 @@
+"""Snapshot upload and history: `PUT` and `GET /v1/datasets/{dataset}/snapshots`.
+
+An upload is far larger than the JSON body limit (`max_body_bytes`), so it is never read with
+`request.read()` (which `client_max_size` caps): it is streamed from `request.content` to a
+file, cut off past `max_upload_bytes` (413), and only then checked and swapped in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.data.snapshots import Format, incoming_file
+from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.http.keys import RUNTIME
+from gateway.http.routing import Route, principal, route
+from gateway.service.supply import check_supplier, snapshot_history, supply_of
+
+SUPPLIERS = frozenset({"source", "bureau"})
+MEDIA_TYPES: dict[str, Format] = {
+    "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
+    "application/octet-stream": "parquet", "text/csv": "csv",
+}
+CHUNK = 1 << 16
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+
+
+@route("PUT", "/v1/datasets/{dataset}/snapshots", SUPPLIERS)
+async def upload_snapshot(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    who = principal(request)
+    dataset = request.match_info["dataset"]
+    check_supplier(who, runtime.registry.get(dataset))
+    fmt = MEDIA_TYPES.get(request.content_type)
+    if fmt is None:
+        raise UnsupportedMediaType("send Parquet (application/vnd.apache.parquet) or CSV (text/csv)")
+    supply = supply_of(runtime)
+    body = await receive(request, incoming_file(supply.root, fmt), runtime.settings.max_upload_bytes)
+    loaded = await supply.load_upload(dataset, body, fmt, who.client_id)
+    payload = {"dataset": dataset, **loaded.record.view(current=True, with_rows=True),
+               "warnings": [w.as_dict() for w in loaded.warnings]}
+    return web.json_response(payload, status=201 if loaded.created else 200)
+
+
+async def receive(request: web.Request, dest: Path, limit: int) -> Path:
+    """Stream the body to `dest`; 413 past `limit`, 400 when empty."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge("The upload is over the configured limit (max_upload_bytes).")
+    written = 0
+    try:
+        with open(dest, "wb") as fh:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise PayloadTooLarge("The upload is over the configured limit (max_upload_bytes).")
+                fh.write(chunk)
+        if written == 0:
+            raise InvalidRequest("the body is empty")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+@route("GET", "/v1/datasets/{dataset}/snapshots", SUPPLIERS)
+async def list_snapshots(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    dataset = request.match_info["dataset"]
+    check_supplier(principal(request), runtime.registry.get(dataset))
+    current, records = await snapshot_history(runtime, dataset, _limit(request))
+    return web.json_response({
+        "dataset": dataset, "current": current,
+        "snapshots": [r.view(current=r.snapshot_id == current, with_rows=True) for r in records]})
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+ROUTES: tuple[Route, ...] = (upload_snapshot, list_snapshots)

@@ -1,0 +1,180 @@
+"""Applications for grants, their approval by the bureau and the source department, and grants.
+
+Who sees what (R-AU-06, R-AU-07): a requester its own organisation's applications and grants;
+a source department those on the datasets it owns; the bureau all of them. Anything else
+answers 404 exactly like a missing id. The policy's `auto_approve_epsilon` stands in for the
+bureau's approval of a small request; where the policy asks for the source department's
+co-signature, that is still awaited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway.clock import utc_now_text, utc_text
+from gateway.core.budget import to_nano
+from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
+from gateway.runtime import Runtime
+from gateway.store import applications as store_apps
+from gateway.store import products as store_products
+from gateway.store.db import Tx
+from gateway.tokens import Principal
+
+AUTO_APPROVER = "policy:auto-approve"
+
+
+def owned_datasets(runtime: Runtime, org_id: str) -> tuple[str, ...]:
+    return tuple(sorted(d for d, p in runtime.registry.policies.items() if p.owner == org_id))
+
+
+def scope(runtime: Runtime, who: Principal) -> tuple[str | None, tuple[str, ...] | None]:
+    """(org filter, dataset filter) of what the caller may see; (None, None) is everything."""
+    if who.has("bureau"):
+        return None, None
+    if who.has("source"):
+        return None, owned_datasets(runtime, who.org_id)
+    return who.org_id, None
+
+
+def parse_epsilon(value: Any, what: str = "epsilon_per_period") -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidRequest(f"{what} must be a positive number")
+    try:
+        eps = Decimal(str(value))
+    except ArithmeticError:
+        raise InvalidRequest(f"{what} must be a positive number") from None
+    if not eps.is_finite() or eps <= 0 or eps > 1_000_000:
+        raise InvalidRequest(f"{what} must be a positive number")
+    return eps
+
+
+def parse_expiry(value: Any) -> str | None:
+    """An ISO 8601 date or UTC time in the future, as the store's UTC text; None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest("valid_until must be an ISO 8601 date or time")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest("valid_until must be an ISO 8601 date or time") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    text = utc_text(moment)
+    if text <= utc_now_text():
+        raise InvalidRequest("valid_until must lie in the future")
+    return text
+
+
+async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any, purpose: Any,
+                epsilon: Any, valid_until: Any) -> dict[str, Any]:
+    if (dataset is None) == (product_id is None):
+        raise InvalidRequest("name exactly one of dataset and product_id")
+    if not isinstance(purpose, str) or not 10 <= len(purpose.strip()) <= 2000:
+        raise InvalidRequest("purpose must say, in 10 to 2000 characters, what the data is for")
+    if product_id is not None:
+        if not isinstance(product_id, str):
+            raise InvalidRequest("product_id must be a string")
+        product = await runtime.store.read(store_products.get_product, product_id)
+        if product is None or product.published_version is None:
+            raise NotFound("no such product")
+        dataset = product.dataset
+    if not isinstance(dataset, str):
+        raise InvalidRequest("dataset must be a string")
+    policy = runtime.registry.get(dataset)
+    if runtime.registry.status.get(dataset) == "withdrawn":
+        raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
+    eps = parse_epsilon(epsilon)
+    if eps > policy.global_cap:
+        raise InvalidRequest(f"epsilon_per_period cannot exceed the dataset's cap of {policy.global_cap}")
+    app = store_apps.Application(
+        application_id="app-" + uuid.uuid4().hex[:16], org_id=who.org_id, client_id=who.client_id,
+        dataset=dataset, product_id=product_id, purpose=purpose.strip(), epsilon_requested_nano=to_nano(eps),
+        valid_until_requested=parse_expiry(valid_until), status="pending",
+        needs_cosign=policy.requires_source_cosign)
+    auto = policy.auto_approve_epsilon is not None and eps <= policy.auto_approve_epsilon
+    created = await runtime.store.write(_submit, app, auto)
+    return created.as_dict()
+
+
+def _submit(tx: Tx, app: store_apps.Application, auto: bool) -> store_apps.Application:
+    created = store_apps.create_application(tx, app)
+    if not auto:
+        return created
+    return store_apps.approve(tx, app.application_id, AUTO_APPROVER, app.epsilon_requested_nano,
+                              app.valid_until_requested, auto=True)
+
+
+async def visible_application(runtime: Runtime, who: Principal, application_id: str) -> store_apps.Application:
+    app = await runtime.store.read(store_apps.get_application, application_id)
+    org, datasets = scope(runtime, who)
+    if app is None or (org is not None and app.org_id != org) or (datasets is not None and app.dataset not in datasets):
+        raise NotFound("no such application")
+    return app
+
+
+async def list_applications(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
+    org, datasets = scope(runtime, who)
+    found = await runtime.store.read(store_apps.list_applications, org, datasets)
+    return [a.as_dict() for a in found]
+
+
+async def approve(runtime: Runtime, who: Principal, application_id: str, epsilon: Any,
+                  valid_until: Any) -> dict[str, Any]:
+    """The bureau's approval, possibly with a smaller budget and an expiry."""
+    app = await visible_application(runtime, who, application_id)
+    eps_nano = app.epsilon_requested_nano if epsilon is None else to_nano(parse_epsilon(epsilon))
+    if eps_nano > app.epsilon_requested_nano:
+        raise InvalidRequest("the approved budget cannot exceed the budget applied for")
+    expiry = parse_expiry(valid_until) if valid_until is not None else app.valid_until_requested
+    done = await runtime.store.write(store_apps.approve, app.application_id, who.client_id, eps_nano, expiry)
+    return done.as_dict()
+
+
+async def cosign(runtime: Runtime, who: Principal, application_id: str) -> dict[str, Any]:
+    """The owning source department's co-signature (the scope check makes it its own)."""
+    app = await visible_application(runtime, who, application_id)
+    done = await runtime.store.write(store_apps.cosign, app.application_id, who.client_id)
+    return done.as_dict()
+
+
+async def reject(runtime: Runtime, who: Principal, application_id: str, reason: Any) -> dict[str, Any]:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise InvalidRequest("reason must be text of 1 to 2000 characters")
+    app = await visible_application(runtime, who, application_id)
+    done = await runtime.store.write(store_apps.reject, app.application_id, who.client_id, reason.strip())
+    return done.as_dict()
+
+
+# ---------------------------------------------------------------- grants
+
+
+async def list_grants(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
+    org, datasets = scope(runtime, who)
+    found = await runtime.store.read(store_apps.list_grants, org, datasets)
+    now = utc_now_text()
+    return [g.as_dict(now) for g in found]
+
+
+async def visible_grant(runtime: Runtime, who: Principal, grant_id: str) -> store_apps.GrantView:
+    found = await runtime.store.read(store_apps.get_grant, grant_id)
+    org, datasets = scope(runtime, who)
+    if found is None or (org is not None and found.grant.org_id != org) or \
+            (datasets is not None and found.grant.dataset not in datasets):
+        raise NotFound("no such grant")
+    return found
+
+
+async def get_grant(runtime: Runtime, who: Principal, grant_id: str) -> dict[str, Any]:
+    return (await visible_grant(runtime, who, grant_id)).as_dict(utc_now_text())
+
+
+async def revoke_grant(runtime: Runtime, who: Principal, grant_id: str, reason: Any) -> dict[str, Any]:
+    """By the bureau, or the source department owning the dataset; effective at the next call."""
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise InvalidRequest("reason must be text of 1 to 2000 characters")
+    await visible_grant(runtime, who, grant_id)
+    await runtime.store.write(store_apps.revoke_grant, grant_id, who.client_id, reason.strip())
+    return await get_grant(runtime, who, grant_id)

@@ -1,0 +1,191 @@
+"""Invoices, revenue statements and credit notes, over HTTP and for `gateway invoice`.
+
+The period now running is open: its invoice is computed from the usage no invoice holds yet.
+Any earlier period is closed on first use (all requesters at once, in one transaction) and
+served from the stored bytes from then on, so a closed invoice never changes (R-BI-04).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from gateway.clock import utc_now
+from gateway.core.billing import (
+    CreditItem,
+    Invoice,
+    InvoiceLine,
+    build_invoice,
+    invoice_json,
+    line_from_dict,
+    revenue_statements,
+    statement_document,
+)
+from gateway.core.budget import period_of
+from gateway.errors import InvalidRequest, NotFound
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.store import invoices as store_invoices
+from gateway.store import products as store_products
+from gateway.store.db import Store, Tx
+from gateway.tokens import Principal
+
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+SYSTEM = "system:billing"
+T = TypeVar("T")
+
+
+def check_period(period: str) -> str:
+    if not PERIOD.match(period):
+        raise InvalidRequest("a period is written YYYY-MM")
+    return period
+
+
+def current_period(settings: Settings) -> str:
+    return period_of(utc_now(), settings.zone)
+
+
+def _previous(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
+
+
+def _needs_closing(tx: Tx, last_ended: str) -> bool:
+    done = store_invoices.closed_periods(tx)
+    return not done or done[-1] < last_ended
+
+
+class Billing:
+    """The billing use cases over a store, for the server (async) and the CLI (sync) alike."""
+
+    def __init__(self, settings: Settings, read: Callable[..., Any], write: Callable[..., Any]) -> None:
+        self.settings, self._read, self._write = settings, read, write
+
+    def close_ended(self, actor: str = SYSTEM) -> Any:
+        """Close every period that has ended; a no-op read once they are."""
+        return self._write(store_invoices.close_through, _previous(current_period(self.settings)),
+                           self.settings.zone, self.settings.currency, actor)
+
+    def open_invoices(self, tx: Tx, period: str, org_id: str | None) -> dict[str, Invoice]:
+        usage, credits = store_invoices.open_items(tx, org_id)
+        orgs = sorted({u.org_id for u in usage} | {c.org_id for c in credits} | ({org_id} if org_id else set()))
+        return {org: build_invoice(org, period, "open", self.settings.currency,
+                                   [u for u in usage if u.org_id == org], [c for c in credits if c.org_id == org])
+                for org in orgs}
+
+    def invoice_tx(self, tx: Tx, org_id: str, period: str) -> bytes:
+        """The invoice bytes of an organisation for a period (closed periods from the store)."""
+        if period == current_period(self.settings):
+            return invoice_json(self.open_invoices(tx, period, org_id)[org_id])
+        stored = store_invoices.stored_invoice(tx, org_id, period)
+        if stored is not None:
+            return stored
+        return invoice_json(build_invoice(org_id, period, "closed", self.settings.currency, []))
+
+    def statements_tx(self, tx: Tx, period: str) -> dict[str, Any]:
+        """Every party's statement for a period, from the same lines as the invoices."""
+        status = "open" if period == current_period(self.settings) else "closed"
+        if status == "open":
+            invoices = [inv.as_dict() for inv in self.open_invoices(tx, period, None).values()]
+        else:
+            invoices = [json.loads(b) for b in store_invoices.stored_invoices(tx, period).values()]
+        lines: list[InvoiceLine] = [line_from_dict(item) for inv in invoices for item in inv["lines"]]
+        rules = store_invoices.revenue_rules(tx, [ln.policy_version for ln in lines])
+        by_party = revenue_statements(lines, rules)
+        currency = self.settings.currency
+        return {"period": period, "status": status, "currency": currency,
+                "invoices_total_minor": sum(inv["total_minor"] for inv in invoices),
+                "statements": {party: statement_document(party, period, status, currency, items)
+                               for party, items in by_party.items()}}
+
+
+def _billing(runtime: Runtime) -> Billing:
+    return Billing(runtime.settings, runtime.store.read, runtime.store.write)
+
+
+async def _ready(runtime: Runtime, period: str) -> None:
+    """Refuse future periods; close ended ones first, so no draft holds an ended period's usage."""
+    now = current_period(runtime.settings)
+    if check_period(period) > now:
+        raise NotFound("there is no invoice for a period that has not begun")
+    if await runtime.store.read(_needs_closing, _previous(now)):
+        await _billing(runtime).close_ended()
+
+
+async def invoice(runtime: Runtime, org_id: str, period: str) -> bytes:
+    await _ready(runtime, period)
+    billing = _billing(runtime)
+    return await runtime.store.read(billing.invoice_tx, org_id, period)
+
+
+async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str, Any]:
+    """The bureau sees every party; a source department or merchant its own statement only."""
+    await _ready(runtime, period)
+    billing = _billing(runtime)
+    doc: dict[str, Any] = await runtime.store.read(billing.statements_tx, period)
+    if not who.has("bureau"):
+        mine = doc["statements"].get(who.org_id) or statement_document(
+            who.org_id, period, doc["status"], doc["currency"], ())
+        doc = {k: v for k, v in doc.items() if k not in ("statements", "invoices_total_minor")}
+        doc["statements"] = {who.org_id: mine}
+    doc["statements"] = [doc["statements"][p] for p in sorted(doc["statements"])]
+    return doc
+
+
+async def issue_credit(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """A correction for a closed period, credited on the invoice of the period now open."""
+    org_id, dataset, product_id = body.get("org_id"), body.get("dataset"), body.get("product_id")
+    amount, reason = body.get("amount_minor"), body.get("reason")
+    refers = check_period(str(body.get("refers_to_period", "")))
+    if not isinstance(org_id, str) or not isinstance(dataset, str):
+        raise InvalidRequest("org_id and dataset must be strings")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= 10**12:
+        raise InvalidRequest("amount_minor must be a positive whole number of minor units")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        raise InvalidRequest("reason must be text of 1 to 500 characters")
+    if refers >= current_period(runtime.settings):
+        raise InvalidRequest("a credit note corrects a closed period, before the current one")
+    policy = runtime.registry.get(dataset)
+    merchant = None
+    if product_id is not None:
+        product = await runtime.store.read(store_products.get_product, str(product_id))
+        if product is None or product.dataset != dataset:
+            raise NotFound("no such product on that dataset")
+        merchant = product.merchant_org
+    note = CreditItem("cn-" + uuid.uuid4().hex[:16], org_id, dataset, product_id, refers, amount,
+                      policy.pricing.currency, policy.version, merchant, reason.strip())
+    created = await runtime.store.write(store_invoices.issue_credit, note, who.client_id)
+    return {"id": note.credit_id, "org_id": org_id, "dataset": dataset, "product_id": product_id,
+            "refers_to_period": refers, "amount_minor": amount, "currency": note.currency,
+            "reason": note.reason, "created_at": created, "invoice_period": current_period(runtime.settings)}
+
+
+# ---------------------------------------------------------------- the CLI's entry
+
+
+def invoices_for_cli(store: Store, settings: Settings, period: str, org_id: str | None) -> dict[str, bytes]:
+    """org -> invoice bytes for a period, closing ended periods first (the bureau's view)."""
+    now = current_period(settings)
+    if check_period(period) > now:
+        raise NotFound("there is no invoice for a period that has not begun")
+
+    def write(fn: Callable[..., T], *args: Any) -> T:
+        return store.run_sync(fn, *args)
+
+    def read(fn: Callable[..., T], *args: Any) -> T:
+        return store.run_sync(fn, *args, write=False)
+
+    billing = Billing(settings, read, write)
+    billing.close_ended("cli")
+
+    def collect(tx: Tx) -> dict[str, bytes]:
+        if org_id is not None:
+            return {org_id: billing.invoice_tx(tx, org_id, period)}
+        if period == now:
+            return {org: invoice_json(inv) for org, inv in billing.open_invoices(tx, period, None).items()}
+        return store_invoices.stored_invoices(tx, period)
+
+    return read(collect)

@@ -1,0 +1,241 @@
+"""Data products: a merchant drafts, tries on the synthetic twin, submits; the bureau publishes.
+
+A product version is parsed once when drafted (and held against the policy then); the parsed
+template is kept per definition hash, so an invocation only checks and binds values. An
+invocation is an ordinary query on the ledger path (budget, cache, idempotency, usage, audit),
+priced by the product and attributed to its merchant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from gateway.core.budget import nano_to_float, to_nano
+from gateway.core.checks import check_plan
+from gateway.core.plan import Plan
+from gateway.core.policy import DatasetPolicy
+from gateway.core.products import Template, bind, bind_values, draft_template, parse_parameters, parse_template
+from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
+from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
+from gateway.runtime import Runtime
+from gateway.service.applications import parse_epsilon
+from gateway.service.queries import ProductCall, QueryReply, run_query
+from gateway.store import products as store_products
+from gateway.store.db import Tx
+from gateway.tokens import Principal
+
+PRODUCT_ID = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+DRAFT_FIELDS = ("title", "description", "sql", "parameters", "epsilon", "delta", "price_minor", "currency")
+
+
+def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str:
+    value = body.get(name, None if required else "")
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > limit:
+        raise InvalidRequest(f"{name} must be text of at most {limit} characters")
+    return value.strip()
+
+
+def build_definition(policy: DatasetPolicy, body: dict[str, Any], max_sql_chars: int) -> dict[str, Any]:
+    """A checked product definition from a draft body: parsed once here, held against the policy."""
+    price = body.get("price_minor")
+    if isinstance(price, bool) or not isinstance(price, int) or not 0 <= price <= 10**12:
+        raise InvalidRequest("price_minor must be a whole number of minor units, 0 or more")
+    currency = body.get("currency", policy.pricing.currency)
+    if not isinstance(currency, str) or not CURRENCY.match(currency):
+        raise InvalidRequest("currency must be an ISO 4217 code")
+    epsilon = parse_epsilon(body.get("epsilon"), "epsilon")
+    delta = Decimal(0) if body.get("delta") is None else parse_epsilon(body.get("delta"), "delta")
+    sql = _text(body, "sql", max_sql_chars)
+    template = draft_template(sql, parse_parameters(body.get("parameters", [])), epsilon=epsilon, delta=delta,
+                              policy=policy)
+    return {
+        "title": _text(body, "title", 200), "description": _text(body, "description", 4000, required=False),
+        "sql": sql, "parameters": [p.as_dict() for p in template.parameters],
+        "epsilon": str(epsilon), "delta": str(delta), "price_minor": price, "currency": currency,
+    }
+
+
+def _definition(runtime: Runtime, dataset: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    policy = runtime.registry.usable(dataset)
+    return build_definition(policy, body, runtime.settings.max_sql_chars), policy.version
+
+
+def seed_published(tx: Tx, product_id: str, merchant_org: str, dataset: str, definition: dict[str, Any],
+                   policy_version: str, actor: str) -> bool:
+    """Draft, submit and publish in one go (the demo county's own products); False if present."""
+    if store_products.get_product(tx, product_id) is not None:
+        return False
+    store_products.create_product(tx, product_id, merchant_org, dataset, definition, policy_version, actor)
+    store_products.submit(tx, product_id, 1, actor)
+    store_products.publish(tx, product_id, 1, actor)
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _template(digest: str, definition_json: str, dataset: str) -> Template:
+    """Parsed once per definition (keyed by its hash): invocations only bind values."""
+    d = json.loads(definition_json)
+    return parse_template(d["sql"], parse_parameters(d["parameters"]), epsilon=Decimal(d["epsilon"]),
+                          delta=Decimal(d["delta"]), dataset=dataset)
+
+
+def template_of(product: store_products.Product, version: store_products.ProductVersion) -> Template:
+    return _template(version.definition_hash, json.dumps(version.definition, sort_keys=True), product.dataset)
+
+
+def public_view(runtime: Runtime, product: store_products.Product,
+                version: store_products.ProductVersion) -> dict[str, Any]:
+    """What any caller may know of a published product: never its SQL."""
+    d = version.definition
+    template = template_of(product, version)
+    return {
+        "id": product.product_id, "version": version.version, "title": d["title"],
+        "description": d["description"], "dataset": product.dataset, "merchant": product.merchant_org,
+        "parameters": d["parameters"], "columns": [o.name for o in template.plan.select],
+        "epsilon_per_call": nano_to_float(to_nano(d["epsilon"])),
+        "price": {"per_call_minor": d["price_minor"], "currency": d["currency"]},
+        "dataset_status": runtime.registry.status.get(product.dataset, "active"),
+        "published_at": version.decided_at,
+    }
+
+
+def version_view(product: store_products.Product, v: store_products.ProductVersion) -> dict[str, Any]:
+    """The merchant's and the bureau's view of one version, SQL included."""
+    return {"id": product.product_id, "version": v.version, "status": v.status, "dataset": product.dataset,
+            "merchant": product.merchant_org, "definition": v.definition, "definition_hash": v.definition_hash,
+            "policy_version": v.policy_version, "created_at": v.created_at, "submitted_at": v.submitted_at,
+            "decided_by": v.decided_by, "decided_at": v.decided_at, "reason": v.reason}
+
+
+async def draft(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    product_id, dataset = body.get("id"), body.get("dataset")
+    if not isinstance(product_id, str) or not PRODUCT_ID.match(product_id):
+        raise InvalidRequest(f"id must match {PRODUCT_ID.pattern}")
+    if not isinstance(dataset, str):
+        raise InvalidRequest("dataset must be a string")
+    definition, policy_version = _definition(runtime, dataset, body)
+    v = await runtime.store.write(store_products.create_product, product_id, who.org_id, dataset, definition,
+                                  policy_version, who.client_id)
+    product = await runtime.store.read(store_products.get_product, product_id)
+    assert product is not None
+    return version_view(product, v)
+
+
+async def owned_product(runtime: Runtime, who: Principal, product_id: str) -> store_products.Product:
+    """The caller's own product (a merchant), or any product (the bureau); else 404."""
+    product = await runtime.store.read(store_products.get_product, product_id)
+    if product is None or (not who.has("bureau") and product.merchant_org != who.org_id):
+        raise NotFound("no such product")
+    return product
+
+
+async def new_version(runtime: Runtime, who: Principal, product_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    product = await owned_product(runtime, who, product_id)
+    definition, policy_version = _definition(runtime, product.dataset, body)
+    v = await runtime.store.write(store_products.add_version, product, definition, policy_version, who.client_id)
+    return version_view(product, v)
+
+
+async def _owned_version(runtime: Runtime, who: Principal, product_id: str,
+                         version: int) -> tuple[store_products.Product, store_products.ProductVersion]:
+    product = await owned_product(runtime, who, product_id)
+    v = await runtime.store.read(store_products.get_version, product_id, version)
+    if v is None:
+        raise NotFound("no such product version")
+    return product, v
+
+
+async def versions(runtime: Runtime, who: Principal, product_id: str) -> list[dict[str, Any]]:
+    product = await owned_product(runtime, who, product_id)
+    found = await runtime.store.read(store_products.versions, product_id)
+    return [version_view(product, v) for v in found]
+
+
+async def try_on_twin(runtime: Runtime, who: Principal, product_id: str, version: int,
+                      params: dict[str, Any]) -> dict[str, Any]:
+    """Run a version on the synthetic twin: same schema and categories, generated rows, exact."""
+    product, v = await _owned_version(runtime, who, product_id, version)
+    policy = runtime.registry.get(product.dataset)
+    template = template_of(product, v)
+    values = bind_values(template, params or template.example_values())
+    checked = check_plan(bind(template, values), policy)
+    columns, rows = await asyncio.to_thread(_twin_answer, checked.plan, policy)
+    return {"id": product_id, "version": version, "params": values, "columns": list(columns),
+            "rows": [list(r) for r in rows], "twin": {"synthetic": True, "rows": TWIN_ROWS, "exact": True},
+            "epsilon_per_call": nano_to_float(checked.epsilon_nano)}
+
+
+def _twin_answer(plan: Plan, policy: DatasetPolicy) -> Answer:
+    # Generating the twin costs a few tens of milliseconds; drafts are tried rarely.
+    return evaluate(plan, policy, twin_rows(policy))
+
+
+async def submit(runtime: Runtime, who: Principal, product_id: str, version: int) -> dict[str, Any]:
+    product, _v = await _owned_version(runtime, who, product_id, version)
+    await runtime.store.write(store_products.submit, product_id, version, who.client_id)
+    return version_view(product, await _version(runtime, product_id, version))
+
+
+async def publish(runtime: Runtime, who: Principal, product_id: str, version: int) -> dict[str, Any]:
+    product, _v = await _owned_version(runtime, who, product_id, version)
+    await runtime.store.write(store_products.publish, product_id, version, who.client_id)
+    return version_view(product, await _version(runtime, product_id, version))
+
+
+async def reject(runtime: Runtime, who: Principal, product_id: str, version: int, reason: Any) -> dict[str, Any]:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise InvalidRequest("reason must be text of 1 to 2000 characters")
+    product, _v = await _owned_version(runtime, who, product_id, version)
+    await runtime.store.write(store_products.reject, product_id, version, who.client_id, reason.strip())
+    return version_view(product, await _version(runtime, product_id, version))
+
+
+async def _version(runtime: Runtime, product_id: str, version: int) -> store_products.ProductVersion:
+    v = await runtime.store.read(store_products.get_version, product_id, version)
+    assert v is not None
+    return v
+
+
+# ---------------------------------------------------------------- the published catalogue
+
+
+def _published_one(tx: Tx, product_id: str) -> tuple[store_products.Product, store_products.ProductVersion] | None:
+    product = store_products.get_product(tx, product_id)
+    if product is None or product.published_version is None:
+        return None
+    v = store_products.get_version(tx, product_id, product.published_version)
+    return (product, v) if v is not None else None
+
+
+async def published(runtime: Runtime) -> list[dict[str, Any]]:
+    """Published products whose dataset has not been withdrawn (a withdrawal stops them)."""
+    found = await runtime.store.read(store_products.published)
+    return [public_view(runtime, p, v) for p, v in found
+            if runtime.registry.status.get(p.dataset, "active") != "withdrawn"]
+
+
+async def published_product(runtime: Runtime, product_id: str) -> tuple[store_products.Product,
+                                                                       store_products.ProductVersion]:
+    found = await runtime.store.read(_published_one, product_id)
+    if found is None:
+        raise NotFound("no such product")
+    if runtime.registry.status.get(found[0].dataset, "active") == "withdrawn":
+        raise DatasetWithdrawn("the product's dataset has been withdrawn; the product has stopped")
+    return found
+
+
+async def invoke(runtime: Runtime, who: Principal, product: store_products.Product, v: store_products.ProductVersion,
+                 params: dict[str, Any], *, idempotency_key: str | None, fingerprint: str) -> QueryReply:
+    """Bind the values, then the same ledger path as an ad-hoc query (grant checked there)."""
+    runtime.registry.usable(product.dataset)  # 409 suspended / 410 withdrawn before anything else
+    plan = bind(template_of(product, v), params)
+    call = ProductCall(product.product_id, v.version, int(v.definition["price_minor"]), v.definition["currency"],
+                       product.merchant_org)
+    return await run_query(runtime, who, plan, product=call, idempotency_key=idempotency_key,
+                           request_fingerprint=fingerprint)

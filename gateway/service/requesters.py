@@ -1,0 +1,119 @@
+"""Registering requester (and merchant) organisations and their clients; suspending them.
+
+A secret is shown once, when a client is created or its secret rotated; the store keeps only
+its scrypt hash. A suspension is in the store at once and in this replica's view of active
+clients before the call returns; other replicas pick it up at their next poll (R-AU-05).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from gateway.errors import InvalidRequest, NotFound
+from gateway.runtime import Runtime
+from gateway.secrets import hash_secret, new_secret
+from gateway.store import identity, requesters
+from gateway.store.db import Tx
+from gateway.tokens import Principal
+
+ORG_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+REGISTRABLE_KINDS = ("requester", "merchant")
+
+
+def _check_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not ORG_ID.match(value):
+        raise InvalidRequest(f"{what} must match {ORG_ID.pattern}")
+    return value
+
+
+def _org_view(org: requesters.Org, clients: list[requesters.ClientRow]) -> dict[str, Any]:
+    return {"org_id": org.org_id, "name": org.name, "kind": org.kind, "status": org.status,
+            "created_at": org.created_at, "clients": [c.as_dict() for c in clients]}
+
+
+def _org_with_clients(tx: Tx, org_id: str) -> dict[str, Any] | None:
+    org = requesters.get_org(tx, org_id)
+    if org is None or org.kind not in REGISTRABLE_KINDS:
+        return None
+    return _org_view(org, requesters.clients_of(tx, org_id))
+
+
+async def register(runtime: Runtime, who: Principal, org_id: Any, name: Any, kind: Any) -> dict[str, Any]:
+    _check_id(org_id, "org_id")
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise InvalidRequest("name must be text of 1 to 200 characters")
+    if kind not in REGISTRABLE_KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(REGISTRABLE_KINDS)}")
+    org = await runtime.store.write(requesters.register_org, org_id, name, kind, who.client_id)
+    return _org_view(org, [])
+
+
+async def list_orgs(runtime: Runtime) -> list[dict[str, Any]]:
+    def read(tx: Tx) -> list[dict[str, Any]]:
+        return [_org_view(o, requesters.clients_of(tx, o.org_id))
+                for o in requesters.list_orgs(tx, REGISTRABLE_KINDS)]
+    return await runtime.store.read(read)
+
+
+async def get_org(runtime: Runtime, org_id: str) -> dict[str, Any]:
+    found = await runtime.store.read(_org_with_clients, org_id)
+    if found is None:
+        raise NotFound("no such organisation")
+    return found
+
+
+async def create_client(runtime: Runtime, who: Principal, org_id: str, client_id: Any) -> dict[str, Any]:
+    org = await runtime.store.read(requesters.get_org, org_id)
+    if org is None or org.kind not in REGISTRABLE_KINDS:
+        raise NotFound("no such organisation")
+    _check_id(client_id, "client_id")
+    secret = new_secret()
+    digest = await asyncio.to_thread(hash_secret, secret)
+    row = await runtime.store.write(requesters.add_client, client_id, org, digest, who.client_id)
+    await _refresh_clients(runtime)
+    return {**row.as_dict(), "client_secret": secret}
+
+
+async def rotate_secret(runtime: Runtime, who: Principal, client_id: str) -> dict[str, Any]:
+    """The bureau rotates any registered client's secret; a requester or merchant its own org's."""
+    row = await _visible_client(runtime, who, client_id)
+    secret = new_secret()
+    digest = await asyncio.to_thread(hash_secret, secret)
+    await runtime.store.write(requesters.rotate_secret, row.client_id, digest, who.client_id)
+    return {**row.as_dict(), "client_secret": secret}
+
+
+async def _visible_client(runtime: Runtime, who: Principal, client_id: str) -> requesters.ClientRow:
+    def read(tx: Tx) -> tuple[requesters.ClientRow | None, requesters.Org | None]:
+        row = requesters.get_client_row(tx, client_id)
+        return row, requesters.get_org(tx, row.org_id) if row else None
+    row, org = await runtime.store.read(read)
+    registrable = org is not None and org.kind in REGISTRABLE_KINDS
+    if row is None or not registrable or (not who.has("bureau") and row.org_id != who.org_id):
+        raise NotFound("no such client")  # another organisation's client answers like a missing one
+    return row
+
+
+async def set_org_status(runtime: Runtime, who: Principal, org_id: str, status: str, reason: str) -> dict[str, Any]:
+    if await runtime.store.read(_org_with_clients, org_id) is None:
+        raise NotFound("no such organisation")
+    await runtime.store.write(requesters.set_org_status, org_id, status, who.client_id, reason)
+    await _refresh_clients(runtime)
+    return await get_org(runtime, org_id)
+
+
+async def set_client_status(runtime: Runtime, who: Principal, client_id: str, status: str,
+                            reason: str) -> dict[str, Any]:
+    row = await _visible_client(runtime, who, client_id)
+    await runtime.store.write(requesters.set_client_status, row.client_id, status, who.client_id, reason)
+    await _refresh_clients(runtime)
+    fresh = await runtime.store.read(requesters.get_client_row, client_id)
+    assert fresh is not None
+    return fresh.as_dict()
+
+
+async def _refresh_clients(runtime: Runtime) -> None:
+    """This replica sees the change before the call returns; others at their next poll."""
+    runtime.active_clients = await runtime.store.read(identity.client_statuses)

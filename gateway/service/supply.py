@@ -1,0 +1,367 @@
+"""Data supply: snapshots built from sources and uploads, swapped into the sandbox, kept fresh.
+
+Every load runs the same way, one at a time per dataset: pull (or receive) a table, check it
+and write its canonical file, load that file into the sandbox, then record it in the store as
+the dataset's current snapshot (with its audit entry) and publish its id in
+`runtime.snapshots`. The sandbox goes first so that the store never points other replicas at
+a snapshot that cannot be served. A table that fails its check is refused with the list of
+its problems (and audited); anything that fails leaves the previous snapshot serving.
+
+In the background (`supply_running`), each pulled source is refreshed on its schedule, and
+every few seconds this replica follows the store: snapshots made current by other replicas,
+new policy versions, and datasets that have not loaded yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.core.policy import DatasetPolicy
+from gateway.data import snapshots as files
+from gateway.data.connectors import SourceUnavailable
+from gateway.data.connectors.files import locate
+from gateway.data.connectors.views import Side, view_inputs
+from gateway.data.sources import Incoming, SourceMemory, pull, refresh_seconds
+from gateway.data.validate import Problem, SnapshotRefused
+from gateway.dp.outcome import SnapshotInvalid
+from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
+from gateway.runtime import Runtime
+from gateway.store import snapshots as store
+from gateway.store.snapshots import SnapshotRecord
+from gateway.tokens import Principal
+
+log = logging.getLogger("gateway.supply")
+FOLLOW_SECONDS = 2.0
+RETRY_UNLOADED_SECONDS = 30.0
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The outcome of a load that passed: the stored record, whether its content is new, and
+    what the check noticed without refusing (values outside bounds, clipped by queries)."""
+
+    record: SnapshotRecord
+    created: bool
+    warnings: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Served:
+    snapshot_id: str
+    path: Path
+    policy_version: str
+
+
+class Supply:
+    """This replica's data supply; one per runtime (see `supply_of`)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.root = files.snapshots_root(runtime.settings.data_path)
+        self.served: dict[str, Served] = {}
+        self.memory: dict[str, SourceMemory] = defaultdict(SourceMemory)
+        self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.tried: dict[str, float] = {}
+        self.refreshers: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------ loads
+
+    async def load_upload(self, dataset: str, body: Path, fmt: files.Format, actor: str) -> Loaded:
+        """An uploaded body (deleted afterwards) as the new snapshot."""
+        policy = self._suppliable(dataset)
+        incoming = Incoming(files.scan(body, fmt), fmt == "csv", "upload", temporary=body)
+        async with self.locks[dataset]:
+            result = await self._ingest(policy, incoming, actor)
+        await self._rebuild_dependents(dataset)
+        return result
+
+    async def load_from_source(self, dataset: str, *, force: bool = False) -> SnapshotRecord | None:
+        """Pull the declared source; None when it had not changed."""
+        policy = self.runtime.registry.get(dataset)
+        async with self.locks[dataset]:
+            memory = self.memory[dataset]
+            incoming = await pull(policy, memory, data_root=self.runtime.settings.data_path,
+                                  work_root=self.root, max_bytes=self.runtime.settings.max_upload_bytes,
+                                  current=self.side, force=force)
+            if incoming is None:
+                return None
+            try:
+                loaded = await self._ingest(policy, incoming, SYSTEM)
+            finally:
+                incoming.remember(memory)  # a refused table is not refused again until it changes
+        await self._rebuild_dependents(dataset)
+        return loaded.record
+
+    async def refresh(self, dataset: str, *, force: bool = False) -> bool:
+        """`load_from_source` that never raises: failures are logged and counted. True if served."""
+        self.tried[dataset] = time.monotonic()
+        try:
+            await self.load_from_source(dataset, force=force)
+        except SnapshotRefused as exc:
+            self._failed(dataset, "refused", [f"{p.code}:{p.column or ''}" for p in exc.problems])
+        except SourceUnavailable as exc:
+            self._failed(dataset, "unavailable", [str(exc)])
+        except Exception as exc:  # a bug or an unexpected library error: keep serving, say so
+            log.exception("data supply failed")
+            self._failed(dataset, "error", [type(exc).__name__])
+        return dataset in self.served
+
+    def _suppliable(self, dataset: str) -> DatasetPolicy:
+        policy = self.runtime.registry.get(dataset)
+        if self.runtime.registry.status.get(dataset) == "withdrawn":
+            raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
+        if policy.source.kind == "view":
+            raise Conflict(f"{dataset!r} is a view: it is rebuilt from its inputs' snapshots")
+        return policy
+
+    async def _ingest(self, policy: DatasetPolicy, incoming: Incoming, actor: str) -> Loaded:
+        dataset = policy.dataset
+        try:
+            built = await asyncio.to_thread(files.build, incoming.frame, policy, self.root,
+                                            text=incoming.text)
+        except SnapshotRefused as exc:
+            await self.runtime.store.write(store.record_refused, dataset, actor, incoming.origin,
+                                           [p.as_dict() for p in exc.problems])
+            raise
+        finally:
+            incoming.discard()
+        record = SnapshotRecord(dataset, built.snapshot_id, incoming.origin, built.rows, built.size,
+                                policy.version, actor, inputs=incoming.inputs)
+        previous = self.served.get(dataset)
+        unchanged = previous == Served(built.snapshot_id, built.path, policy.version)
+        if not unchanged:
+            try:
+                await self._load_sandbox(policy, built.snapshot_id, built.path)
+            except SnapshotInvalid as exc:  # the engine's own check: names columns, never values
+                problems = [Problem("engine_refused", str(exc))]
+                await self.runtime.store.write(store.record_refused, dataset, actor, incoming.origin,
+                                               [p.as_dict() for p in problems])
+                raise SnapshotRefused(dataset, problems) from None
+        try:
+            stored, created = await self.runtime.store.write(
+                store.record_loaded, record, [w.message for w in built.warnings])
+        except BaseException:
+            if previous is not None and not unchanged:  # back to what the store still says
+                await self._load_sandbox(policy, previous.snapshot_id, previous.path)
+            raise
+        self._publish(policy, stored.snapshot_id, built.path)
+        await self._prune(dataset)
+        return Loaded(stored, created, built.warnings)
+
+    async def _rebuild_dependents(self, dataset: str) -> None:
+        for name, policy in sorted(self.runtime.registry.policies.items()):
+            if policy.source.kind == "view" and dataset in view_inputs(policy)[:2] and name != dataset:
+                await self.refresh(name)
+
+    # ------------------------------------------------------------ serving
+
+    def side(self, dataset: str) -> Side | None:
+        """The snapshot a view would be built from: what this replica serves now."""
+        served = self.served.get(dataset)
+        policy = self.runtime.registry.policies.get(dataset)
+        if served is None or policy is None:
+            return None
+        return Side(policy, served.snapshot_id, served.path)
+
+    async def _load_sandbox(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
+        sandbox = self.runtime.sandbox
+        if sandbox is not None:
+            await sandbox.load(policy.dataset, policy, path, snapshot_id)
+
+    def _publish(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
+        self.served[policy.dataset] = Served(snapshot_id, path, policy.version)
+        self.runtime.snapshots[policy.dataset] = snapshot_id
+        self.runtime.metrics.set_dataset_available(policy.dataset, True)
+
+    async def _serve(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
+        await self._load_sandbox(policy, snapshot_id, path)
+        self._publish(policy, snapshot_id, path)
+
+    async def _prune(self, dataset: str) -> None:
+        keep = {r.snapshot_id for r in await self.runtime.store.read(store.history, dataset,
+                                                                     files.KEEP_FILES)}
+        keep.add(self.served[dataset].snapshot_id)
+        await asyncio.to_thread(files.prune, self.root, dataset, keep)
+
+    def _failed(self, dataset: str, why: str, details: list[str]) -> None:
+        self.runtime.metrics.source_failure(dataset)
+        if dataset not in self.served:
+            self.runtime.metrics.set_dataset_available(dataset, False)
+        policy = self.runtime.registry.policies.get(dataset)
+        log.warning(json.dumps({"msg": "dataset load failed", "dataset": dataset, "outcome": why,
+                                "source": policy.source.kind if policy else "", "details": details,
+                                "serving": self.served[dataset].snapshot_id if dataset in self.served else None}))
+
+    # ------------------------------------------------------------ start-up and following
+
+    def wanted(self) -> list[str]:
+        """Datasets that should be served: all but the withdrawn, plain sources before views."""
+        registry = self.runtime.registry
+        names = [d for d in registry.policies if registry.status.get(d) != "withdrawn"]
+        return sorted(names, key=lambda d: (registry.policies[d].source.kind == "view", d))
+
+    async def activate_all(self) -> None:
+        for dataset in self.wanted():
+            await self.activate(dataset)
+
+    async def activate(self, dataset: str) -> bool:
+        """Serve the current snapshot, or build the first one from the source. True if served."""
+        policy = self.runtime.registry.get(dataset)
+        async with self.locks[dataset]:
+            kept = await self.runtime.store.read(store.current, dataset)
+            if kept is not None and await self._still_good(policy, kept):
+                try:
+                    await self._serve(policy, kept.snapshot_id, self._path(kept))
+                    return True
+                except Exception:
+                    log.exception("loading a kept snapshot failed")
+        return await self.refresh(dataset, force=True)
+
+    def _path(self, record: SnapshotRecord) -> Path:
+        return files.snapshot_path(self.root, record.dataset, record.snapshot_id)
+
+    async def _still_good(self, policy: DatasetPolicy, kept: SnapshotRecord) -> bool:
+        """The kept file exists, fits the policy in force, and its local source is not newer."""
+        path = self._path(kept)
+        if not path.is_file() or self._source_newer(policy, path):
+            return False
+        if kept.policy_version == policy.version:
+            return True
+        return not await asyncio.to_thread(files.recheck, path, policy)
+
+    def _source_newer(self, policy: DatasetPolicy, path: Path) -> bool:
+        """A department replaced the file while we were down: take the new one."""
+        if policy.source.kind not in ("parquet", "csv"):
+            return False
+        try:
+            seen = locate(str(policy.source.get("path")), self.runtime.settings.data_path).fingerprint()
+        except SourceUnavailable:
+            return False
+        return seen is not None and seen[0] > path.stat().st_mtime_ns
+
+    async def follow(self) -> None:
+        """One round: adopt snapshots other replicas made current; load what is not loaded."""
+        pointers = await self.runtime.store.read(store.current_ids)
+        now = time.monotonic()
+        for dataset in self.wanted():
+            served = self.served.get(dataset)
+            policy = self.runtime.registry.policies[dataset]
+            if served is None:
+                if now - self.tried.get(dataset, 0.0) >= RETRY_UNLOADED_SECONDS:
+                    self.tried[dataset] = now
+                    await self.activate(dataset)
+            elif pointers.get(dataset) != served.snapshot_id or served.policy_version != policy.version:
+                await self._adopt(dataset)
+        self._sync_refreshers()
+
+    async def _adopt(self, dataset: str) -> None:
+        policy = self.runtime.registry.get(dataset)
+        async with self.locks[dataset]:
+            kept = await self.runtime.store.read(store.current, dataset)
+            served = self.served.get(dataset)
+            if kept is None or (served and (served.snapshot_id, served.policy_version)
+                                == (kept.snapshot_id, policy.version)):
+                return
+            if await self._still_good(policy, kept):
+                await self._serve(policy, kept.snapshot_id, self._path(kept))
+                return
+        await self.refresh(dataset, force=True)
+
+    def _sync_refreshers(self) -> None:
+        for dataset in self.wanted():
+            task = self.refreshers.get(dataset)
+            if (task is None or task.done()) and refresh_seconds(self.runtime.registry.policies[dataset]):
+                self.refreshers[dataset] = asyncio.create_task(self._refresh_loop(dataset))
+
+    async def _refresh_loop(self, dataset: str) -> None:
+        while True:
+            policy = self.runtime.registry.policies.get(dataset)
+            interval = refresh_seconds(policy) if policy else None
+            if interval is None or self.runtime.registry.status.get(dataset) == "withdrawn":
+                return
+            await asyncio.sleep(interval)
+            await self.refresh(dataset)
+
+    async def run(self) -> None:
+        """The background: follow the store and keep one refresher per pulled source."""
+        try:
+            while True:
+                try:
+                    await self.follow()
+                except Exception:  # the store may be briefly down; readiness reports that
+                    log.warning("following snapshots failed", exc_info=True)
+                await asyncio.sleep(FOLLOW_SECONDS)
+        finally:
+            for task in self.refreshers.values():
+                task.cancel()
+            await asyncio.gather(*self.refreshers.values(), return_exceptions=True)
+            self.refreshers.clear()
+
+
+# ---------------------------------------------------------------- what the rest of the app calls
+
+
+def supply_of(runtime: Runtime) -> Supply:
+    """The runtime's Supply, created on first use."""
+    found = getattr(runtime, "_supply", None)
+    if not isinstance(found, Supply):
+        found = Supply(runtime)
+        setattr(runtime, "_supply", found)  # noqa: B010 - Runtime has no field for it (yet)
+    return found
+
+
+async def activate_current_snapshots(runtime: Runtime) -> None:
+    """At start-up: every dataset gets a current snapshot (built from its source if it has
+    none) loaded into `runtime.sandbox` when one is set. Failures leave a dataset unloaded
+    (the gateway not ready) and are retried in the background by `supply_running`."""
+    await supply_of(runtime).activate_all()
+
+
+@contextlib.asynccontextmanager
+async def supply_running(runtime: Runtime) -> AsyncIterator[None]:
+    """Refreshers and the store follower, for the app's lifetime."""
+    task = asyncio.create_task(supply_of(runtime).run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def check_supplier(who: Principal, policy: DatasetPolicy) -> None:
+    """Only the bureau and the department that owns a dataset supply it or see its snapshots
+    (R-AU-07); their row counts are for them alone (invariant 1)."""
+    if "bureau" in who.roles or ("source" in who.roles and who.org_id == policy.owner):
+        return
+    raise Forbidden(f"only the bureau and the owner of {policy.dataset!r} manage its snapshots")
+
+
+def current_snapshot_id(runtime: Runtime, dataset: str) -> str:
+    """The snapshot this replica serves for `dataset`; 503 while it has none."""
+    snapshot_id = runtime.snapshots.get(dataset)
+    if not snapshot_id:
+        raise Unavailable(f"dataset {dataset!r} has no data loaded yet", retry_after=5)
+    return snapshot_id
+
+
+def datasets_not_loaded(runtime: Runtime) -> list[str]:
+    """Datasets (not withdrawn) with no snapshot served: the gateway is not ready while any is."""
+    supply = supply_of(runtime)
+    return [d for d in supply.wanted() if d not in supply.served]
+
+
+async def snapshot_history(runtime: Runtime, dataset: str, limit: int) -> tuple[str | None, list[SnapshotRecord]]:
+    """(current id, newest snapshots first) for the owner or the bureau."""
+    records = await runtime.store.read(store.history, dataset, limit)
+    pointers = await runtime.store.read(store.current_ids)
+    return pointers.get(dataset), records

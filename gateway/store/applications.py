@@ -1,0 +1,237 @@
+"""Applications for grants and the grants they become: every step one transaction, audited.
+
+An application waits for the bureau's approval and, where the dataset's policy asks, its
+source department's co-signature, in either order; the step that completes the pair creates
+the grant in the same transaction. Row locks on PostgreSQL keep two approvers from both
+completing it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from gateway.clock import utc_now_text
+from gateway.core.budget import nano_to_float
+from gateway.errors import Conflict
+from gateway.store import audit
+from gateway.store import grants as store_grants
+from gateway.store.db import Tx
+
+
+@dataclass(frozen=True)
+class Application:
+    application_id: str
+    org_id: str
+    client_id: str
+    dataset: str
+    product_id: str | None
+    purpose: str
+    epsilon_requested_nano: int
+    valid_until_requested: str | None
+    status: str
+    needs_cosign: bool
+    bureau_by: str | None = None
+    bureau_at: str | None = None
+    epsilon_approved_nano: int | None = None
+    valid_until: str | None = None
+    cosign_by: str | None = None
+    cosign_at: str | None = None
+    decided_reason: str | None = None
+    grant_id: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.application_id, "org_id": self.org_id, "client_id": self.client_id,
+            "dataset": self.dataset, "product_id": self.product_id, "purpose": self.purpose,
+            "epsilon_per_period": nano_to_float(self.epsilon_requested_nano),
+            "valid_until_requested": self.valid_until_requested, "status": self.status,
+            "approvals": {
+                "bureau": {"by": self.bureau_by, "at": self.bureau_at} if self.bureau_at else None,
+                "source": ({"by": self.cosign_by, "at": self.cosign_at} if self.cosign_at else None)
+                if self.needs_cosign else "not required",
+            },
+            "epsilon_approved": nano_to_float(self.epsilon_approved_nano) if self.epsilon_approved_nano else None,
+            "valid_until": self.valid_until, "reason": self.decided_reason, "grant_id": self.grant_id,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+_COLUMNS = ", ".join(f.name for f in fields(Application))
+
+
+def _from_row(row: tuple[Any, ...]) -> Application:
+    app = Application(*row)
+    return replace(app, needs_cosign=bool(app.needs_cosign),
+                   epsilon_requested_nano=int(app.epsilon_requested_nano),
+                   epsilon_approved_nano=int(app.epsilon_approved_nano) if app.epsilon_approved_nano else None)
+
+
+def _lock(tx: Tx) -> str:
+    return " FOR UPDATE" if tx.dialect == "postgres" else ""
+
+
+def create_application(tx: Tx, app: Application) -> Application:
+    now = utc_now_text()
+    app = replace(app, created_at=now, updated_at=now)
+    values = [getattr(app, f.name) for f in fields(Application)]
+    values[_index("needs_cosign")] = int(app.needs_cosign)
+    tx.execute(f"INSERT INTO applications ({_COLUMNS}) VALUES ({', '.join('?' for _ in values)})", values)
+    audit.append(tx, "application.submitted", app.client_id, app.application_id,
+                 {"org": app.org_id, "dataset": app.dataset, "product": app.product_id,
+                  "epsilon_nano": app.epsilon_requested_nano, "purpose": app.purpose})
+    return app
+
+
+def _index(name: str) -> int:
+    return [f.name for f in fields(Application)].index(name)
+
+
+def get_application(tx: Tx, application_id: str, *, lock: bool = False) -> Application | None:
+    row = tx.one(f"SELECT {_COLUMNS} FROM applications WHERE application_id = ?" + (_lock(tx) if lock else ""),
+                 (application_id,))
+    return _from_row(row) if row else None
+
+
+def list_applications(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[Application]:
+    """All (org_id and datasets None), one requester's, or those on some datasets."""
+    sql, params = f"SELECT {_COLUMNS} FROM applications WHERE 1 = 1", []
+    if org_id is not None:
+        sql += " AND org_id = ?"
+        params.append(org_id)
+    if datasets is not None:
+        if not datasets:
+            return []
+        sql += f" AND dataset IN ({', '.join('?' for _ in datasets)})"
+        params.extend(datasets)
+    return [_from_row(r) for r in tx.all(sql + " ORDER BY created_at, application_id", params)]
+
+
+def _pending(tx: Tx, application_id: str) -> Application:
+    app = get_application(tx, application_id, lock=True)
+    if app is None:
+        raise Conflict("the application is gone")
+    if app.status != "pending":
+        raise Conflict(f"the application is already {app.status}")
+    return app
+
+
+def approve(tx: Tx, application_id: str, actor: str, epsilon_nano: int, valid_until: str | None,
+            auto: bool = False) -> Application:
+    """The bureau's approval (or the policy's automatic one); a grant if nothing else is awaited."""
+    app = _pending(tx, application_id)
+    if app.bureau_at is not None:
+        raise Conflict("the bureau has already approved this application")
+    now = utc_now_text()
+    tx.execute("UPDATE applications SET bureau_by = ?, bureau_at = ?, epsilon_approved_nano = ?, valid_until = ?, "
+               "updated_at = ? WHERE application_id = ?",
+               (actor, now, epsilon_nano, valid_until, now, application_id))
+    audit.append(tx, "application.auto_approved" if auto else "application.approved", actor, application_id,
+                 {"epsilon_nano": epsilon_nano, "valid_until": valid_until})
+    return _grant_when_complete(tx, application_id, actor)
+
+
+def cosign(tx: Tx, application_id: str, actor: str) -> Application:
+    app = _pending(tx, application_id)
+    if not app.needs_cosign or app.cosign_at is not None:
+        raise Conflict("this application awaits no co-signature")
+    now = utc_now_text()
+    tx.execute("UPDATE applications SET cosign_by = ?, cosign_at = ?, updated_at = ? WHERE application_id = ?",
+               (actor, now, now, application_id))
+    audit.append(tx, "application.cosigned", actor, application_id, {"dataset": app.dataset})
+    return _grant_when_complete(tx, application_id, actor)
+
+
+def _grant_when_complete(tx: Tx, application_id: str, actor: str) -> Application:
+    app = get_application(tx, application_id)
+    assert app is not None
+    if app.bureau_at is None or (app.needs_cosign and app.cosign_at is None):
+        return app
+    assert app.epsilon_approved_nano is not None
+    grant_id = "grant-" + uuid.uuid4().hex[:16]
+    store_grants.create_grant(tx, grant_id, app.org_id, app.dataset, app.epsilon_approved_nano, actor,
+                              product_id=app.product_id, valid_until=app.valid_until)
+    now = utc_now_text()
+    tx.execute("UPDATE applications SET status = 'approved', grant_id = ?, updated_at = ? WHERE application_id = ?",
+               (grant_id, now, application_id))
+    audit.append(tx, "application.granted", actor, application_id, {"grant": grant_id})
+    return replace(app, status="approved", grant_id=grant_id, updated_at=now)
+
+
+def reject(tx: Tx, application_id: str, actor: str, reason: str) -> Application:
+    app = _pending(tx, application_id)
+    now = utc_now_text()
+    tx.execute("UPDATE applications SET status = 'rejected', decided_reason = ?, updated_at = ? "
+               "WHERE application_id = ?", (reason, now, application_id))
+    audit.append(tx, "application.rejected", actor, application_id, {"reason": reason})
+    return replace(app, status="rejected", decided_reason=reason, updated_at=now)
+
+
+# ---------------------------------------------------------------- grants
+
+
+@dataclass(frozen=True)
+class GrantView:
+    grant: store_grants.Grant
+    created_at: str
+
+    def as_dict(self, now: str) -> dict[str, Any]:
+        g = self.grant
+        status = "expired" if g.status == "active" and g.valid_until and g.valid_until <= now else g.status
+        return {"id": g.grant_id, "org_id": g.org_id, "dataset": g.dataset, "product_id": g.product_id,
+                "epsilon_per_period": nano_to_float(g.epsilon_limit_nano), "valid_from": g.valid_from,
+                "valid_until": g.valid_until, "status": status, "created_at": self.created_at}
+
+
+_GRANT_COLUMNS = "grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status"
+
+
+def _grant_view(row: tuple[Any, ...]) -> GrantView:
+    g = store_grants.Grant(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6], row[7])
+    return GrantView(g, row[8])
+
+
+def list_grants(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[GrantView]:
+    sql, params = f"SELECT {_GRANT_COLUMNS}, created_at FROM grants WHERE 1 = 1", []
+    if org_id is not None:
+        sql += " AND org_id = ?"
+        params.append(org_id)
+    if datasets is not None:
+        if not datasets:
+            return []
+        sql += f" AND dataset IN ({', '.join('?' for _ in datasets)})"
+        params.extend(datasets)
+    return [_grant_view(r) for r in tx.all(sql + " ORDER BY created_at, grant_id", params)]
+
+
+def get_grant(tx: Tx, grant_id: str) -> GrantView | None:
+    row = tx.one(f"SELECT {_GRANT_COLUMNS}, created_at FROM grants WHERE grant_id = ?", (grant_id,))
+    return _grant_view(row) if row else None
+
+
+def revoke_grant(tx: Tx, grant_id: str, actor: str, reason: str) -> bool:
+    """Effective for the next request: the ledger reads active grants per request."""
+    if tx.execute("UPDATE grants SET status = 'revoked' WHERE grant_id = ? AND status = 'active'", (grant_id,)) != 1:
+        return False
+    audit.append(tx, "grant.revoked", actor, grant_id, {"reason": reason})
+    return True
+
+
+def end_dataset_access(tx: Tx, dataset: str, actor: str) -> tuple[int, int]:
+    """A withdrawn dataset: its grants end and its pending applications close, each audited."""
+    grants = [r[0] for r in tx.all("SELECT grant_id FROM grants WHERE dataset = ? AND status = 'active' "
+                                   "ORDER BY grant_id", (dataset,))]
+    for grant_id in grants:
+        tx.execute("UPDATE grants SET status = 'ended' WHERE grant_id = ?", (grant_id,))
+        audit.append(tx, "grant.ended", actor, grant_id, {"dataset": dataset, "reason": "dataset withdrawn"})
+    pending = [r[0] for r in tx.all("SELECT application_id FROM applications WHERE dataset = ? AND "
+                                    "status = 'pending' ORDER BY application_id", (dataset,))]
+    now = utc_now_text()
+    for application_id in pending:
+        tx.execute("UPDATE applications SET status = 'closed', decided_reason = 'dataset withdrawn', "
+                   "updated_at = ? WHERE application_id = ?", (now, application_id))
+        audit.append(tx, "application.closed", actor, application_id, {"reason": "dataset withdrawn"})
+    return len(grants), len(pending)
