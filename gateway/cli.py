@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args.func(args))
-    except SettingsError as exc:
+    except (SettingsError, ValueError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     except PolicyInvalid as exc:

@@ -54,6 +54,8 @@ class Runtime:
         """Poll the store for dataset, policy and client status changes (R-AU-05, invariant 7)."""
         await self.store.read(self.registry.refresh)
         self.active_clients = await self.store.read(identity.client_statuses)
+        # Retired keys stop verifying here too, not only on an unknown kid (a leaked key's rotation).
+        self.verifier.load_keys(await self.store.read(identity.public_keys, utc_now_text()))
         await self._follow_key_rotation()
 
     async def _follow_key_rotation(self) -> None:

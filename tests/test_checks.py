@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def reasons(sql: str, **kwargs: object) -> list[str]:
     return list(refused.value.reasons)
 
 
-def with_column(policy: DatasetPolicy, name: str, **changes: object) -> DatasetPolicy:
+def with_column(policy: DatasetPolicy, name: str, **changes: Any) -> DatasetPolicy:
     return replace(policy, columns=tuple(replace(c, **changes) if c.name == name else c for c in policy.columns))
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import Gateway, Reply, call, seed_demo_data
+from tests.support import BIN, Gateway, Reply, call, seed_demo_data
 
 FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 PRODUCT_SQL = ("SELECT township, COUNT(*) AS n, AVG(income) AS mean_income FROM residents "
@@ -252,6 +254,32 @@ def test_policy_publication_validates_diffs_and_applies(gw: Gateway) -> None:
                   yaml_headers).status == 403
 
 
+def test_policy_apply_and_invoice_from_the_command_line(gw: Gateway, harbour: Caller, tmp_path: Path) -> None:
+    """`gateway policy apply FILE` writes the store; the running server serves it from its next poll."""
+    source = (Path(__file__).resolve().parent.parent / "policies" / "social_insurance.yaml").read_text()
+    changed = tmp_path / "social_insurance.yaml"
+    changed.write_text(source.replace("per_call_minor: 800", "per_call_minor: 900"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(source.replace('max: "1.0"}', 'max: "0.01"}'))
+    run = lambda *args: subprocess.run([str(BIN / "gateway"), *args, "--state-dir", str(gw.state_dir)],  # noqa: E731
+                                       capture_output=True, text=True, timeout=120)
+    refused = run("policy", "apply", str(broken))
+    assert refused.returncode == 1 and "broken.yaml:" in refused.stderr and "nothing published" in refused.stderr
+    dry = run("policy", "apply", str(changed), "--dry-run")
+    assert dry.returncode == 0 and "~ pricing.per_call_minor: 800 -> 900" in dry.stdout and "dry run" in dry.stdout
+    applied = run("policy", "apply", str(changed))
+    assert applied.returncode == 0 and "published social_insurance" in applied.stdout, applied.stderr
+    deadline = time.monotonic() + 5
+    while ok(gw.api("GET", "/v1/datasets/social_insurance", "demo-bank"))["price"]["per_call_minor"] != 900:
+        assert time.monotonic() < deadline, "the server did not pick the new policy up"
+        time.sleep(0.2)
+
+    period = ok(gw.api("GET", "/v1/budget", "demo-bank"))["period"]
+    printed = run("invoice", "--period", period)
+    assert printed.returncode == 0, printed.stderr
+    by_org = {json.loads(line)["org_id"]: line.encode() for line in printed.stdout.splitlines()}
+    assert by_org["harbour-bank"] == harbour.api("GET", f"/v1/invoices/{period}").body
+
 def test_withdrawal_ends_grants_and_stops_products(gw: Gateway) -> None:
     """Runs last in the module: `vehicles` stays withdrawn."""
     assert gw.api("POST", "/v1/datasets/vehicles/withdraw", "demo-bank").status == 403
@@ -265,3 +293,4 @@ def test_withdrawal_ends_grants_and_stops_products(gw: Gateway) -> None:
     assert r.status == 410 and r.json["code"] == "dataset_withdrawn"
     r = gw.api("POST", "/v1/datasets/vehicles/resume", "demo-bureau")
     assert r.status == 410
+

@@ -92,7 +92,8 @@ def test_there_is_a_broken_fixture_for_each_kind_of_mistake() -> None:
     assert {"yaml_syntax", "duplicate_key", "alias_anchor", "alias_bomb", "unknown_field",
             "wrong_type", "bounds_reversed", "group_by_without_categories",
             "identifier_not_hidden", "shares_not_summing", "path_parent", "path_url",
-            "epsilon_min_over_max", "core_column_not_hidden", "several_errors"} <= names
+            "epsilon_min_over_max", "core_column_not_hidden", "several_errors", "keys_not_text",
+            "bounds_not_finite"} <= names
     assert all(expected(p) for p in BROKEN), "every fixture states what it expects"
 
 

@@ -19,10 +19,10 @@ import pytest
 
 from tests.support import Gateway, Reply, seed_demo_data
 
-FLOOR_MS, QUANTUM_MS = 500, 250  # wide enough that a busy CI machine still lands on the floor
+FLOOR_MS, QUANTUM_MS = 1000, 500  # wide enough that a busy CI machine still lands on the floor
 TIMING = {"GATEWAY_RESPONSE_FLOOR_MS": str(FLOOR_MS), "GATEWAY_RESPONSE_QUANTUM_MS": str(QUANTUM_MS)}
 SQL = "SELECT township, COUNT(*) AS n, AVG(income) AS mean_income FROM residents WHERE age >= 18 GROUP BY township"
-RUNS = 6
+RUNS = 5
 
 
 def without_one_person(source: Path, target: Path) -> None:
@@ -59,6 +59,8 @@ def test_neighbouring_datasets_answer_in_the_same_quantum(pair: tuple[Gateway, G
     quantum = QUANTUM_MS / 1000
     slots: dict[int, list[int]] = {0: [], 1: []}
     headers: dict[int, set[str]] = {0: set(), 1: set()}
+    for gw in pair:  # the first release of a worker also warms it up; that is not about the data
+        assert timed_query(gw, 0.04)[0].status == 200
     for run in range(RUNS):
         eps = round(0.05 + 0.01 * run, 2)  # a new epsilon makes a fresh release, not the cached one
         for side, gw in enumerate(pair):

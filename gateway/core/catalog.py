@@ -10,6 +10,8 @@ from gateway.core.policy import Column, DatasetPolicy
 def column_entry(col: Column) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": col.name, "type": col.type, "classification": col.classification,
                              "group_by": col.group_by, "aggregate": col.aggregate, "filter": col.filter}
+    if col.description:
+        entry["description"] = col.description
     if col.categories is not None:
         entry["categories"] = list(col.categories)
     if col.bounds is not None:

@@ -22,7 +22,7 @@ from gateway.core.policy import Column, DatasetPolicy
 from gateway.errors import PolicyViolation
 
 KeyMode = Literal["none", "public", "private"]
-_NOISE_PARTS = {"count": 1, "sum": 1, "mean": 2, "median": 1, "quantile": 1}  # a mean is sum / count
+_NOISE_PARTS = {"count": 1, "sum": 1, "mean": 1, "median": 1, "quantile": 1}
 _NEEDS_NUMBERS = ("sum", "mean", "median", "quantile")
 _SQL_NAMES = {"count": "COUNT", "sum": "SUM", "mean": "AVG", "median": "MEDIAN", "quantile": "QUANTILE"}
 COUNT_ALL = Aggregate("count")
@@ -68,8 +68,11 @@ def check_plan(plan: Plan, policy: DatasetPolicy,
     if reasons:
         raise PolicyViolation(reasons)
     aggregates = plan.aggregates
-    if keys == "private" and COUNT_ALL not in aggregates:
-        aggregates += (COUNT_ALL,)  # OpenDP thresholds private keys on a noisy count
+    # OpenDP thresholds private keys on a noisy row count; a mean is its noisy sum over the
+    # noisy row count (numeric columns are complete, checked when a snapshot is loaded).
+    needs_count = keys == "private" or any(a.func == "mean" for a in aggregates)
+    if needs_count and COUNT_ALL not in aggregates:
+        aggregates += (COUNT_ALL,)
     checked = replace(plan, where=where, aggregates=aggregates)
     eps_nano = to_nano(plan.epsilon)
     parts = sum(_NOISE_PARTS[a.func] for a in set(aggregates))

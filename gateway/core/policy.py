@@ -43,6 +43,7 @@ class Column:
     aggregate: bool = False
     filter: bool = False
     hidden: bool = False
+    description: str = ""
 
     @property
     def numeric(self) -> bool:
@@ -144,17 +145,37 @@ def _compose_strict(text: str) -> yaml.Node | None:
     return yaml.compose(text, Loader=_StrictLoader)
 
 
-def _duplicate_keys(node: yaml.Node | None) -> Iterator[yaml.Node]:
+_TEXT_TAG = "tag:yaml.org,2002:str"
+
+
+def _key_problems(node: yaml.Node | None) -> Iterator[tuple[yaml.Node, str]]:
+    """Keys written twice, and keys that are not text (YAML reads `1:`, `yes:`, `null:` otherwise)."""
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for key, value in node.value:
-            if key.value in seen:
-                yield key
-            seen.add(key.value)
-            yield from _duplicate_keys(value)
+            if not isinstance(key, yaml.ScalarNode) or key.tag != _TEXT_TAG:
+                shown = repr(key.value) if isinstance(key, yaml.ScalarNode) else "a collection"
+                yield key, f"key {shown} is not text; quote it"
+            elif key.value in seen:
+                yield key, f"duplicate key {key.value!r}"
+            else:
+                seen.add(key.value)
+            yield from _key_problems(value)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            yield from _duplicate_keys(item)
+            yield from _key_problems(item)
+
+
+def _infinite_numbers(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Where YAML's .inf or .nan stand: numbers the schema accepts but no limit can be."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _infinite_numbers(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _infinite_numbers(item, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield path
 
 
 def _node_at(root: yaml.Node | None, path: tuple[Any, ...]) -> yaml.Node | None:
@@ -210,12 +231,18 @@ def parse_policy(text: str, filename: str, schema: Mapping[str, Any]) -> Dataset
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise PolicyInvalid([Located(filename, line, col, f"YAML: {exc.problem or exc}")]) from None
     problems = _Problems(filename, root)
-    for key in _duplicate_keys(root):
-        problems.add_at(key, f"duplicate key {key.value!r}")
-    doc = yaml.load(text, Loader=_StrictLoader) if root is not None else None
+    for key, message in _key_problems(root):
+        problems.add_at(key, message)
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader) if root is not None else None
+    except yaml.MarkedYAMLError:  # a collection as a key: reported above
+        raise PolicyInvalid(problems.items) from None
     if not isinstance(doc, dict):
         problems.add((), "a policy is a mapping with the keys the schema lists")
         raise PolicyInvalid(problems.items)
+    for path in _infinite_numbers(doc):
+        problems.broken.append(path)
+        problems.add(path, f"{'.'.join(map(str, path))}: numbers must be finite, not .inf or .nan")
     validator = jsonschema.Draft202012Validator(schema)
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         _report_schema_error(err, problems)
@@ -232,7 +259,8 @@ def _report_schema_error(err: jsonschema.ValidationError, problems: _Problems) -
     where = ".".join(map(str, path)) or "(top)"
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
-        for key in sorted((k for k in err.instance if k not in known), key=str):
+        # Keys that are not text were reported where they are written.
+        for key in sorted(k for k in err.instance if k not in known and isinstance(k, str)):
             problems.add_key(path, key, f"{where}: unknown field {key!r}")
         return
     problems.add(path, f"{where}: {_schema_message(err)}")
@@ -328,8 +356,6 @@ def _check_column(name: str, col: dict[str, Any], problems: _Problems) -> None:
         lo, hi = col["bounds"]
         if not numeric:
             at("bounds", message="bounds are only for integer or float columns")
-        elif not (math.isfinite(lo) and math.isfinite(hi)):
-            at("bounds", message="bounds must be finite numbers")
         elif lo >= hi:
             at("bounds", message="bounds must be [lower, upper] with lower < upper")
     if col.get("aggregate") and numeric and "bounds" not in col:
@@ -433,4 +459,5 @@ def _build_column(name: str, col: dict[str, Any]) -> Column:
         candidates=col.get("candidates", 101),
         group_by=col.get("group_by", False), aggregate=col.get("aggregate", False),
         filter=col.get("filter", False), hidden=col.get("hidden", False),
+        description=col.get("description", ""),
     )

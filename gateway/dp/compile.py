@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -43,21 +43,31 @@ def assert_features_safe() -> None:
 
 @dataclass(frozen=True)
 class Part:
-    """One noisy column of OpenDP's output; a mean has two (its sum and its count)."""
+    """One noisy column of OpenDP's output; a mean's is its sum (its count is COUNT(*))."""
 
     column: str
     aggregate: Aggregate
-    role: str  # "value", "sum" or "count"
+    role: str  # "value", or "sum" for a mean's
 
 
 @dataclass(frozen=True)
 class Compiled:
     parts: tuple[Part, ...]
     calibrated: Calibrated
+    _accuracy: dict[float, dict[str, float | None]] = field(default_factory=dict, compare=False)
 
     @property
     def measurement(self) -> Any:
         return self.calibrated.measurement
+
+    def accuracy(self, alpha: float) -> dict[str, float | None]:
+        """Half-width of a (1 - alpha) interval of each noisy column (OpenDP's summarize);
+        it depends on the scales only, so it is kept per alpha."""
+        if alpha not in self._accuracy:
+            summary = dp.summarize_polars_measurement(self.measurement, alpha)
+            self._accuracy[alpha] = dict(zip(summary["column"].to_list(), summary["accuracy"].to_list(),
+                                             strict=True))
+        return self._accuracy[alpha]
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ def parts_of(checked: CheckedPlan) -> tuple[Part, ...]:
     parts: list[Part] = []
     for agg in canonical_aggregates(checked.plan.aggregates):
         if agg.func == "mean":
-            parts += [Part(f"{agg.label} sum", agg, "sum"), Part(f"{agg.label} count", agg, "count")]
+            parts.append(Part(f"{agg.label} sum", agg, "sum"))
         else:
             parts.append(Part(agg.label, agg, "value"))
     return tuple(parts)
@@ -109,7 +119,7 @@ def _expression(part: Part, policy: DatasetPolicy, scale: float) -> pl.Expr:
     column = policy.column(agg.column)
     assert column is not None, "checked before"
     expr = pl.col(agg.column)
-    if agg.func == "count" or part.role == "count":
+    if agg.func == "count":
         out = expr.dp.count(scale=scale, signed=True)  # type: ignore[attr-defined]
     elif agg.func == "sum" or part.role == "sum":
         out = expr.dp.sum(frames.bounds(column), scale=scale)  # type: ignore[attr-defined]
@@ -195,12 +205,6 @@ def cost(checked: CheckedPlan) -> Cost:
                 calibrated.threshold)
 
 
-def part_accuracy(compiled: Compiled, alpha: float) -> dict[str, float | None]:
-    """Half-width of a (1 - alpha) interval of each noisy column, from OpenDP's summarize."""
-    summary = dp.summarize_polars_measurement(compiled.measurement, alpha)
-    return dict(zip(summary["column"].to_list(), summary["accuracy"].to_list(), strict=True))
-
-
 def accuracy(checked: CheckedPlan, alpha: float = 0.05) -> dict[str, float | None]:
     """Per aggregate (keyed by its release column, `Output.source`): the half-width of its
     (1 - alpha) interval, without data.
@@ -209,7 +213,7 @@ def accuracy(checked: CheckedPlan, alpha: float = 0.05) -> dict[str, float | Non
     Release carries it, computed from the released values).
     """
     compiled = compile_plan(checked)
-    by_part = part_accuracy(compiled, alpha)
+    by_part = compiled.accuracy(alpha)
     return {p.aggregate.label: by_part.get(p.column) if p.role == "value" else None
             for p in compiled.parts}
 

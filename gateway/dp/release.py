@@ -16,7 +16,7 @@ import polars as pl
 from gateway.core.checks import CheckedPlan
 from gateway.core.plan import Aggregate, canonical_aggregates, canonical_keys
 from gateway.core.policy import DatasetPolicy
-from gateway.dp.compile import Compiled, part_accuracy
+from gateway.dp.compile import Compiled
 from gateway.dp.outcome import Release
 
 
@@ -37,10 +37,10 @@ def shape(checked: CheckedPlan, compiled: Compiled, raw: pl.DataFrame, snapshot_
                                       if isinstance(raw.schema[k], pl.Enum) else raw.get_column(k).to_list()
                                       for k in keys}
     accuracy: dict[str, float | None] = {}
-    whole, halves = part_accuracy(compiled, alpha), None
+    whole, halves = compiled.accuracy(alpha), None
     for agg in canonical_aggregates(plan.aggregates):
         if agg.func == "mean":
-            halves = halves or part_accuracy(compiled, alpha / 2)  # union bound over sum and count
+            halves = halves or compiled.accuracy(alpha / 2)  # union bound over sum and count
             columns[agg.label], accuracy[agg.label] = _means(raw, agg, policy, halves)
         else:
             columns[agg.label] = raw.get_column(agg.label).to_list()

@@ -42,7 +42,7 @@ def prepared_path(policy: DatasetPolicy, snapshot_id: str, cache_dir: Path) -> P
 def prepare(policy: DatasetPolicy, source: Path, snapshot_id: str, cache_dir: Path) -> Path:
     """The prepared file of a snapshot, written once (atomically) and reused after that."""
     target = prepared_path(policy, snapshot_id, cache_dir)
-    if target.exists() and pl.read_ipc_schema(target) == dict(frames.storage_schema(policy)):
+    if _prepared(target, policy):
         return target
     reader = _READERS.get(source.suffix.lower())
     if reader is None:
@@ -63,6 +63,14 @@ def prepare(policy: DatasetPolicy, source: Path, snapshot_id: str, cache_dir: Pa
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _prepared(target: Path, policy: DatasetPolicy) -> bool:
+    """A usable prepared file is there (a damaged one is prepared again)."""
+    try:
+        return target.exists() and pl.read_ipc_schema(target) == dict(frames.storage_schema(policy))
+    except (OSError, pl.exceptions.PolarsError):
+        return False
 
 
 def conform(frame: pl.DataFrame, policy: DatasetPolicy) -> pl.DataFrame:

@@ -39,7 +39,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
     setup_rate_limits(app, settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        rt = runtime or await asyncio.to_thread(open_runtime, settings)
+        rt: Runtime = runtime if runtime is not None else await asyncio.to_thread(open_runtime, settings)
         for spec in routes:
             rt.metrics.add_route(spec.method, spec.path)
         app[RUNTIME] = rt

@@ -13,12 +13,12 @@ from gateway.core.budget import period_of
 from gateway.core.jsonplan import parse_json_plan
 from gateway.core.plan import Plan
 from gateway.core.sql import parse_sql
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.http.body import json_object, only_fields
 from gateway.http.keys import RUNTIME
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views
-from gateway.service.queries import QueryReply, preview, request_fingerprint, run_query
+from gateway.service.queries import QueryReply, preview, record_refusal, request_fingerprint, run_query
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # R-ID-01: printable, at most 255
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -77,10 +77,16 @@ async def post_query(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     key = idempotency_key(request)
     body = await json_object(request, max_bytes=runtime.settings.max_body_bytes)
-    plan = plan_from_body(body, runtime.settings.max_sql_chars)
-    request["dataset"] = plan.dataset
-    answer = await run_query(runtime, principal(request), plan, idempotency_key=key,
-                             request_fingerprint=request_fingerprint(request.path, body))
+    who = principal(request)
+    dataset = body.get("dataset") if isinstance(body.get("dataset"), str) else None
+    request["dataset"] = dataset
+    try:
+        plan = plan_from_body(body, runtime.settings.max_sql_chars)
+        answer = await run_query(runtime, who, plan, idempotency_key=key,
+                                 request_fingerprint=request_fingerprint(request.path, body))
+    except GatewayError as exc:
+        await record_refusal(runtime, who, dataset if dataset in runtime.registry.policies else None, exc)
+        raise
     return reply(answer)
 
 

@@ -25,8 +25,8 @@ from gateway.dp.outcome import Release
 from gateway.errors import Forbidden, GatewayError, ReleaseFailed, Unavailable
 from gateway.runtime import Runtime
 from gateway.service.supply import current_snapshot_id
+from gateway.store import audit, idempotency, ledger
 from gateway.store import grants as store_grants
-from gateway.store import idempotency, ledger
 from gateway.store.db import Tx
 from gateway.tokens import Principal
 
@@ -282,6 +282,23 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
                    "epsilon_spent": nano_to_float(spent), "epsilon_remaining": nano_to_float(cap - spent - reserved)},
         "would_fit": ctx.epsilon_nano <= cap - spent - reserved,
     }
+
+
+_REFUSAL_REASONS = frozenset({
+    "invalid_request", "invalid_query", "policy_violation", "budget_exhausted", "forbidden",
+    "dataset_suspended", "dataset_withdrawn", "rate_limited", "unauthorized"})
+
+
+async def record_refusal(runtime: Runtime, who: Principal, dataset: str | None, error: GatewayError) -> None:
+    """A refused query is metered and audited (its code only: never the SQL or a value)."""
+    if error.code not in _REFUSAL_REASONS:
+        return
+    runtime.metrics.refusal(dataset, error.code)
+    await runtime.store.write(_audit_refusal, who.client_id, dataset or "", error.code)
+
+
+def _audit_refusal(tx: Tx, client_id: str, dataset: str, code: str) -> None:
+    audit.append(tx, "query.refused", client_id, dataset, {"code": code})
 
 
 def ensure_sandbox(runtime: Runtime) -> None:

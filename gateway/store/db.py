@@ -300,7 +300,9 @@ def _migration_files(dialect: str) -> Iterator[tuple[int, str, str]]:
 
 def _split_statements(sql: str) -> list[str]:
     """Statements end with a line holding only ';' or with ';' at a line end outside $$ blocks."""
-    parts, buf, in_dollar = [], [], False
+    parts: list[str] = []
+    buf: list[str] = []
+    in_dollar = False
     for line in sql.splitlines():
         if line.strip().startswith("--") and not buf:
             continue
