@@ -39,6 +39,7 @@ class Runtime:
     sandbox: Sandbox | None = None
     active_clients: dict[str, bool] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)  # dataset -> current snapshot id
+    client_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)  # releases in flight
     ready: bool = False
     draining: bool = False
     _key_file: str = ""

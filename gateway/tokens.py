@@ -26,6 +26,7 @@ from gateway.errors import Unauthorized
 
 TOKEN_TYPE = "at+jwt"  # R-AU-03: explicit typing rejects ID tokens and other JWTs
 MAX_LIFETIME = 3600
+_VERIFIED_CACHE = 10_000
 
 
 def _b64(raw: bytes) -> str:
@@ -124,11 +125,20 @@ class TokenVerifier:
         self.issuer, self.audience, self.algorithms, self.leeway = issuer, audience, algorithms, leeway
         self._refresh = refresh_keys
         self._keys: dict[str, jwt.PyJWK] = {}
+        self._jwks: dict[str, dict[str, str]] = {}
         self._last_refresh = 0.0
+        # Tokens already verified, until they expire: a signature check per call is the
+        # costliest step of a cached answer. Cleared whenever the set of keys changes.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def load_keys(self, jwks: Mapping[str, Mapping[str, str]]) -> None:
-        self._keys = {kid: jwt.PyJWK(dict(jwk)) for kid, jwk in jwks.items()}
+        fresh = {kid: dict(jwk) for kid, jwk in jwks.items()}
         self._last_refresh = time.monotonic()
+        if fresh == self._jwks:
+            return
+        self._jwks = fresh
+        self._keys = {kid: jwt.PyJWK(jwk) for kid, jwk in fresh.items()}
+        self._verified.clear()
 
     def _key(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
@@ -139,6 +149,16 @@ class TokenVerifier:
         return key
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        who, expires = self._verify(token)
+        if len(self._verified) >= _VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[token] = (who, expires)
+        return who
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -157,7 +177,8 @@ class TokenVerifier:
                 options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]})
         except jwt.PyJWTError:
             raise Unauthorized() from None
-        return _principal(claims)
+        # Trusted until exp, less the leeway the check above granted.
+        return _principal(claims), float(claims["exp"]) - self.leeway
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

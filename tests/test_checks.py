@@ -41,12 +41,13 @@ def test_an_allowed_plan_is_checked_with_its_key_mode_and_split() -> None:
                     epsilon="0.9")
     assert checked.keys == "public" and checked.cells == 20 and checked.important
     assert checked.epsilon_nano == to_nano("0.9")
-    assert checked.epsilon_split == (300_000_000,) * 3  # a count, and a mean's sum and count
+    assert checked.epsilon_split == (450_000_000,) * 2  # the count, and the mean's sum (over that count)
     assert check("SELECT COUNT(*) FROM residents").keys == "none"
 
 
 def test_the_split_never_exceeds_the_charge() -> None:
     checked = check("SELECT SUM(age), AVG(age), MEDIAN(age), QUANTILE(age, 0.9) FROM residents", epsilon="1")
+    assert COUNT_ALL in checked.plan.aggregates  # a mean divides by the noisy row count
     assert len(checked.epsilon_split) == 5 and len(set(checked.epsilon_split)) == 1
     assert sum(checked.epsilon_split) <= checked.epsilon_nano < sum(checked.epsilon_split) + 5
 
@@ -104,7 +105,7 @@ def test_public_keys_need_categories_and_private_keys_need_the_policy_and_a_delt
     private = check("SELECT vehicle_type, AVG(value) FROM vehicles GROUP BY vehicle_type", delta="1e-8",
                     policy=uncategorized)
     assert private.keys == "private" and private.cells is None
-    assert COUNT_ALL in private.plan.aggregates and len(private.epsilon_split) == 3  # the threshold's count
+    assert COUNT_ALL in private.plan.aggregates and len(private.epsilon_split) == 2  # the threshold's count
     assert reasons("SELECT township, COUNT(*) FROM residents GROUP BY township", delta="1e-9") == \
         ["'residents' does not release private group keys; send delta 0"]
     assert reasons("SELECT township, COUNT(*) FROM vehicles GROUP BY township", delta="1e-6") == \

@@ -123,6 +123,7 @@ async def test_a_failure_inside_opendp_is_generic_and_keeps_the_worker(sandbox: 
     broken = tmp_path / "residents.parquet"
     pl.read_parquet(demo_data / "residents.parquet").write_parquet(broken)
     await sandbox.load("residents", POLICIES["residents"], broken, "snap-broken")
+    await sandbox.release(checked())  # the worker now holds the new snapshot
     prepared = next(sandbox.cache_dir.glob("residents-snap-broken-*.arrow"))
     prepared.write_bytes(b"not an arrow file")
     pids = {w.pid for w in sandbox._workers}

@@ -1,8 +1,8 @@
 """Running a compiled measurement on a snapshot, and shaping OpenDP's frame into a Release.
 
 Runs only inside a sandbox worker: this is where noise is drawn. Everything after the
-measurement's `collect()` is post-processing of DP output: a mean is its noisy sum over its
-noisy count, clamped to the column's bounds; rows are put in the canonical order (public
+measurement's `collect()` is post-processing of DP output: a mean is its noisy sum over the
+noisy row count (checks put COUNT(*) in every plan with a mean), clamped to the column's bounds; rows are put in the canonical order (public
 keys in the order the policy declares them); accuracy comes from the noise scales and the
 released values only.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from gateway.core.checks import CheckedPlan
+from gateway.core.checks import COUNT_ALL, CheckedPlan
 from gateway.core.plan import Aggregate, canonical_aggregates, canonical_keys
 from gateway.core.policy import DatasetPolicy
 from gateway.dp.compile import Compiled
@@ -56,11 +56,11 @@ def _means(raw: pl.DataFrame, agg: Aggregate, policy: DatasetPolicy,
     column = policy.column(agg.column or "")
     assert column is not None and column.bounds is not None, "checked before"
     low, high = column.bounds
-    a_sum, a_count = halves.get(f"{agg.label} sum"), halves.get(f"{agg.label} count")
+    a_sum, a_count = halves.get(f"{agg.label} sum"), halves.get(COUNT_ALL.label)
     means: list[float | None] = []
     widths: list[float] = []
     for total, count in zip(raw.get_column(f"{agg.label} sum").to_list(),
-                            raw.get_column(f"{agg.label} count").to_list(), strict=True):
+                            raw.get_column(COUNT_ALL.label).to_list(), strict=True):
         means.append(min(max(total / count, low), high) if count and count > 0 else None)
         widths.append(mean_half_width(total, count, a_sum, a_count, (low, high)))
     return means, max(widths) if widths else None

@@ -4,7 +4,8 @@ The server never imports OpenDP nor reads a row: it sends our checked plan (a pi
 dataclass, never a serialized polars plan) to an idle worker and awaits the released frame.
 Each call has a wall-time limit and a memory limit (anonymous memory, watched while the
 call runs); a worker that passes either is killed and replaced, and the caller gets the one
-generic `ReleaseFailed` (R-DP-11, R-RL-04). A snapshot is prepared once by one worker; each
+generic `ReleaseFailed` (R-DP-11, R-RL-04). A snapshot is prepared once, in a short-lived
+process (so no worker keeps the memory of reading it); each
 worker swaps to it before its next query on that dataset, and a replacement worker starts
 empty and loads what it needs the same way.
 """
@@ -26,6 +27,7 @@ from gateway.core.checks import CheckedPlan
 from gateway.core.policy import DatasetPolicy
 from gateway.dp import worker as worker_main
 from gateway.dp.outcome import Release, SnapshotInvalid
+from gateway.dp.snapshot import prepare_main, storage_fingerprint
 from gateway.errors import ReleaseFailed, Unavailable
 
 __all__ = ["Release", "Sandbox", "SnapshotInvalid"]
@@ -67,7 +69,7 @@ class _Worker:
             return 0.0
         return (resident - shared) * _PAGE / 2**20
 
-    async def call(self, message: tuple[Any, ...], timeout: float, memory_mb: int) -> tuple[str, Any]:
+    async def call(self, message: tuple[Any, ...] | None, timeout: float, memory_mb: int) -> tuple[str, Any]:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[tuple[str, Any]] = loop.create_future()
 
@@ -79,7 +81,8 @@ class _Worker:
                 reply.set_exception(_WorkerGone(str(exc)))
 
         try:
-            self.conn.send(message)
+            if message is not None:  # None: the process answers unasked, once
+                self.conn.send(message)
         except (OSError, ValueError) as exc:
             raise _WorkerGone(str(exc)) from None
         loop.add_reader(self.conn.fileno(), readable)
@@ -152,8 +155,8 @@ class Sandbox:
         return [w.anon_memory_mb() for w in self._workers]
 
     async def load(self, dataset: str, policy: DatasetPolicy, path: Path, snapshot_id: str) -> None:
-        """Validate and prepare a snapshot in one worker; every worker swaps to it before its
-        next query on the dataset, so a swap always falls between two queries.
+        """Validate and prepare a snapshot (in a process of its own); every worker swaps to it
+        before its next query on the dataset, so a swap always falls between two queries.
 
         Raises SnapshotInvalid (for the operator, never for a requester) if it does not fit.
         """
@@ -161,12 +164,7 @@ class Sandbox:
             raise ValueError("the policy is not this dataset's")
         loaded = _Loaded(policy, str(path), snapshot_id)
         async with self._load_lock:
-            w = await self._idle.get()
-            try:
-                await self._load_into(w, loaded)
-            finally:
-                if w in self._workers:
-                    self._idle.put_nowait(w)
+            await self._prepare(loaded)
             self._loaded[dataset] = loaded
 
     async def release(self, checked: CheckedPlan, alpha: float = 0.05) -> Release:
@@ -192,8 +190,6 @@ class Sandbox:
         return value
 
     def _require_loaded(self, checked: CheckedPlan) -> None:
-        from gateway.dp.snapshot import storage_fingerprint
-
         loaded = self._loaded.get(checked.policy.dataset)
         if loaded is None or storage_fingerprint(loaded.policy) != storage_fingerprint(checked.policy):
             raise Unavailable("The dataset is not ready; try again shortly.")
@@ -232,6 +228,25 @@ class Sandbox:
         task = asyncio.ensure_future(self._replace())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _prepare(self, loaded: _Loaded) -> None:
+        """Validate and convert a snapshot in a process of its own, under the same limits."""
+        parent, child = self._context.Pipe()
+        args = (child, loaded.policy, loaded.source, loaded.snapshot_id, str(self.cache_dir), self.memory_mb)
+        process = self._context.Process(target=prepare_main, args=args, daemon=True, name="gateway-prepare")
+        process.start()
+        child.close()
+        helper = _Worker(process, parent)
+        try:
+            outcome, reason = await helper.call(None, max(self.timeout, _START_TIMEOUT), self.memory_mb)
+        except _WorkerGone:
+            raise SnapshotInvalid("the snapshot could not be prepared within the limits") from None
+        finally:
+            helper.kill()
+        if outcome == worker_main.INVALID:
+            raise SnapshotInvalid(reason)
+        if outcome != worker_main.OK:
+            raise SnapshotInvalid("the snapshot could not be prepared")
 
     async def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()

@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import polars as pl
@@ -26,6 +27,21 @@ _READERS: dict[str, Callable[..., pl.DataFrame]] = {
     ".parquet": pl.read_parquet, ".arrow": pl.read_ipc, ".ipc": pl.read_ipc, ".feather": pl.read_ipc,
     ".csv": pl.read_csv,
 }
+
+
+def prepare_main(conn: Connection, policy: DatasetPolicy, source: str, snapshot_id: str, cache_dir: str,
+                 memory_mb: int) -> None:
+    """Entry point of the short-lived process that prepares a snapshot, so that the memory of
+    reading and converting it is given back to the system when it exits, not kept by a worker."""
+    from gateway.dp.worker import FAILED, INVALID, OK, limit_memory
+
+    limit_memory(memory_mb)
+    try:
+        conn.send((OK, str(prepare(policy, Path(source), snapshot_id, Path(cache_dir)))))
+    except SnapshotInvalid as exc:
+        conn.send((INVALID, str(exc)))
+    except Exception:
+        conn.send((FAILED, None))
 
 
 def storage_fingerprint(policy: DatasetPolicy) -> str:

@@ -24,7 +24,7 @@ READY, OK, INVALID, FAILED = "ready", "ok", "invalid", "failed"
 
 def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
     """Entry point of a worker process."""
-    _limit_memory(memory_mb)
+    limit_memory(memory_mb)
     try:
         from gateway.dp import compile as compiler
 
@@ -36,8 +36,8 @@ def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
     _Worker(Path(cache_dir)).serve(conn)
 
 
-def _limit_memory(memory_mb: int) -> None:
-    """A hard ceiling on private memory; the parent's watchdog enforces the per-query limit.
+def limit_memory(memory_mb: int) -> None:
+    """A hard ceiling on private memory; the parent's watchdog enforces the per-call limit.
 
     RLIMIT_DATA counts anonymous memory but not the memory-mapped snapshot files.
     """

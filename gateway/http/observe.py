@@ -22,7 +22,6 @@ from aiohttp import web
 from gateway.http.keys import RUNTIME
 from gateway.http.problems import Handler
 from gateway.http.routing import PRINCIPAL
-from gateway.metrics import REFUSAL_REASONS
 from gateway.runtime import Runtime
 
 access_log = logging.getLogger("gateway.access")
@@ -66,10 +65,8 @@ def _account(runtime: Runtime, request: web.Request, status: int, response: web.
     release = _release_fields(response)
     dataset = _served(runtime, request.get("dataset") or release.get("dataset"))
     code = request.get("error_code")
-    try:
-        _count(runtime, request, template, status, seconds, code, dataset)
-    except ValueError:  # a metric refused a value: a bug to fix, never a reason to lose an answer
-        logging.getLogger("gateway").exception("request metrics failed")
+    # Releases, charges, refusals, money and 429s are counted where they happen (service layer).
+    runtime.metrics.observe_request(template, request.method, status, seconds)
     who = request.get(PRINCIPAL)
     access_log.info(json.dumps({
         "ts": rfc3339_now(), "level": _level(status), "msg": "request", "request_id": request["request_id"],
@@ -80,16 +77,6 @@ def _account(runtime: Runtime, request: web.Request, status: int, response: web.
         "dataset": dataset, "policy_version": release.get("policy_version"),
         "epsilon": release.get("epsilon"),
     }, separators=(",", ":")))
-
-
-def _count(runtime: Runtime, request: web.Request, template: str | None, status: int, seconds: float,
-           code: str | None, dataset: str | None) -> None:
-    runtime.metrics.observe_request(template, request.method, status, seconds)
-    # A refusal counts against a query attempt: one that named a dataset, or any POST /v1/queries.
-    # (Releases, charges, money and 429s are counted where they happen, in the service layer.)
-    attempt = dataset is not None or (request.method == "POST" and template == "/v1/queries")
-    if code in REFUSAL_REASONS and attempt:
-        runtime.metrics.refusal(dataset, code)
 
 
 def _level(status: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,6 +17,7 @@ from gateway.core.sql import parse_sql
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.http.body import json_object, only_fields
 from gateway.http.keys import RUNTIME
+from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views
 from gateway.service.queries import QueryReply, preview, record_refusal, request_fingerprint, run_query
@@ -52,10 +54,16 @@ def plan_from_body(body: dict[str, Any], max_sql_chars: int) -> Plan:
     if "sql" in body:
         if not isinstance(body["sql"], str):
             raise InvalidRequest("sql must be a string")
-        return parse_sql(body["sql"], epsilon=epsilon, delta=delta, max_chars=max_sql_chars, dataset=dataset)
+        return _parsed_sql(body["sql"], epsilon, delta, max_sql_chars, dataset)
     if not isinstance(body["plan"], dict):
         raise InvalidRequest("plan must be an object")
     return parse_json_plan(body["plan"], epsilon=epsilon, delta=delta, dataset=dataset)
+
+
+@functools.lru_cache(maxsize=2048)
+def _parsed_sql(sql: str, epsilon: Decimal, delta: Decimal, max_chars: int, dataset: str) -> Plan:
+    """Plans are immutable, so a repeated question is parsed once (refusals are not cached)."""
+    return parse_sql(sql, epsilon=epsilon, delta=delta, max_chars=max_chars, dataset=dataset)
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -82,6 +90,7 @@ async def post_query(request: web.Request) -> web.Response:
     request["dataset"] = dataset
     try:
         plan = plan_from_body(body, runtime.settings.max_sql_chars)
+        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         answer = await run_query(runtime, who, plan, idempotency_key=key,
                                  request_fingerprint=request_fingerprint(request.path, body))
     except GatewayError as exc:

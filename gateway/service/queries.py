@@ -103,6 +103,22 @@ def _pool_cap(runtime: Runtime, policy: DatasetPolicy) -> int:
     return min(caps)
 
 
+_CHECKED_CACHE = 1024
+_checked_plans: dict[tuple[Plan, str, int], CheckedPlan] = {}
+
+
+def _checked(plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
+    """check_plan is pure: its verdict holds for the same plan, policy version and limit."""
+    key = (plan, policy.version, limit)
+    found = _checked_plans.get(key)
+    if found is None:
+        found = check_plan(plan, policy, from_nano(limit))
+        if len(_checked_plans) >= _CHECKED_CACHE:
+            _checked_plans.clear()
+        _checked_plans[key] = found
+    return found
+
+
 async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None,
                   idem_key: str | None) -> _Context:
     """Every check that needs no data and spends nothing (DESIGN §4 steps 1-3)."""
@@ -111,7 +127,7 @@ async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: Product
     current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
     grants = await runtime.store.read(store_grants.active_grants, who.org_id, utc_now_text())
     limit = _grant_limit(grants, plan.dataset, product)
-    checked = check_plan(plan, policy, from_nano(limit))
+    checked = _checked(plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit),
                 ledger.Account(f"pool:{policy.pool}", _pool_cap(runtime, policy)))
@@ -146,7 +162,17 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
     except BaseException:
         await runtime.store.write(_give_back, ctx, query_id)
         raise
-    return await _release(runtime, ctx, query_id, started)
+    async with _client_slot(runtime, who.client_id):
+        return await _release(runtime, ctx, query_id, started)
+
+
+def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
+    """At most max_in_flight_per_client releases at once per client; the rest wait their turn
+    (R-RL-01), so one client cannot occupy every sandbox worker."""
+    slot = runtime.client_slots.get(client_id)
+    if slot is None:
+        slot = runtime.client_slots[client_id] = asyncio.Semaphore(runtime.settings.max_in_flight_per_client)
+    return slot
 
 
 def _reserve(tx: Tx, ctx: _Context, query_id: str) -> None:
