@@ -18,6 +18,7 @@ from gateway.registry import DatasetRegistry
 from gateway.settings import Settings
 from gateway.store import datasets as store_datasets
 from gateway.store import identity
+from gateway.store.grants import Grant
 from gateway.store.db import Store, Tx, open_store
 from gateway.tokens import Keyring, TokenIssuer, TokenVerifier
 
@@ -40,6 +41,7 @@ class Runtime:
     active_clients: dict[str, bool] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)  # dataset -> current snapshot id
     client_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)  # releases in flight
+    grant_cache: dict[str, tuple[float, list[Grant]]] = field(default_factory=dict)  # org -> (until, grants)
     ready: bool = False
     draining: bool = False
     _key_file: str = ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +44,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[
     yield gateways[0], gateways[1]
     for g in gateways:
         g.stop()
-    shutil.rmtree(neighbour / "data", ignore_errors=True)
 
 
 def timed_query(gw: Gateway, eps: float) -> tuple[Reply, float]:

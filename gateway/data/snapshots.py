@@ -57,7 +57,10 @@ def incoming_dir(root: Path) -> Path:
 
 
 def incoming_file(root: Path, suffix: str) -> Path:
-    return incoming_dir(root) / f"{uuid.uuid4().hex}.{suffix}"
+    """A new, empty file only our user can read: it holds rows until they are checked."""
+    path = incoming_dir(root) / f"{uuid.uuid4().hex}.{suffix}"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
 
 
 def scan(location: str | Path, fmt: Format,
@@ -77,6 +80,7 @@ def build(frame: pl.LazyFrame, policy: DatasetPolicy, root: Path, *, text: bool)
     folder = root / policy.dataset
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{uuid.uuid4().hex}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # rows: ours alone
     try:
         try:
             verdict.canonical.sink_parquet(tmp, compression="zstd", compression_level=3,

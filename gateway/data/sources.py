@@ -67,6 +67,17 @@ def refresh_seconds(policy: DatasetPolicy) -> int | None:
     return DEFAULT_REFRESH_SECONDS if policy.source.kind in PULLED_KINDS else None
 
 
+def source_newer(policy: DatasetPolicy, data_root: Path, kept: Path) -> bool:
+    """A local source file changed after `kept` was written (replaced while we were down)."""
+    if policy.source.kind not in ("parquet", "csv"):
+        return False
+    try:
+        seen = locate(str(policy.source.get("path")), data_root).fingerprint()
+    except SourceUnavailable:
+        return False
+    return seen is not None and seen[0] > kept.stat().st_mtime_ns
+
+
 async def pull(policy: DatasetPolicy, memory: SourceMemory, *, data_root: Path, work_root: Path,
                max_bytes: int, current: CurrentSide, force: bool = False) -> Incoming | None:
     """The source's table if it changed since `memory` (or always, with `force`)."""

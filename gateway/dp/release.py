@@ -2,9 +2,9 @@
 
 Runs only inside a sandbox worker: this is where noise is drawn. Everything after the
 measurement's `collect()` is post-processing of DP output: a mean is its noisy sum over the
-noisy row count (checks put COUNT(*) in every plan with a mean), clamped to the column's bounds; rows are put in the canonical order (public
-keys in the order the policy declares them); accuracy comes from the noise scales and the
-released values only.
+noisy row count (checks put COUNT(*) in every plan with a mean), clamped to the column's
+bounds; rows are put in the canonical order (public keys in the order the policy declares
+them); accuracy comes from the noise scales and the released values only.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from aiohttp import web
 from gateway.http.keys import RUNTIME
 from gateway.http.problems import Handler
 from gateway.http.routing import PRINCIPAL
+from gateway.ids import new_id
 from gateway.runtime import Runtime
 
 access_log = logging.getLogger("gateway.access")
@@ -37,7 +37,7 @@ def rfc3339_now() -> str:
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outside the problem middleware, so it sees the final status of every response."""
     offered = request.headers.get("X-Request-ID", "")
-    request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+    request_id = offered if _REQUEST_ID.match(offered) else new_id()
     request["request_id"] = request_id
     runtime = request.app[RUNTIME]
     started = time.perf_counter()

@@ -177,4 +177,5 @@ async def revoke_grant(runtime: Runtime, who: Principal, grant_id: str, reason: 
         raise InvalidRequest("reason must be text of 1 to 2000 characters")
     await visible_grant(runtime, who, grant_id)
     await runtime.store.write(store_apps.revoke_grant, grant_id, who.client_id, reason.strip())
+    runtime.grant_cache.clear()  # at once here; other replicas within one poll interval
     return await get_grant(runtime, who, grant_id)

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from gateway.core.plan import Plan, canonical_json, render
 from gateway.core.policy import DatasetPolicy
 from gateway.dp.outcome import Release
 from gateway.errors import Forbidden, GatewayError, ReleaseFailed, Unavailable
+from gateway.ids import new_id
 from gateway.runtime import Runtime
 from gateway.service.supply import current_snapshot_id
 from gateway.store import audit, idempotency, ledger
@@ -77,11 +77,11 @@ class _Context:
 
     def usage(self, cached: bool) -> ledger.Usage:
         if self.product is not None:
-            return ledger.Usage(uuid.uuid4().hex, self.product.price_minor, self.product.currency,
+            return ledger.Usage(new_id(), self.product.price_minor, self.product.currency,
                                 f"product:{self.product.product_id}@{self.product.version}")
         pricing = self.policy.pricing
         price = pricing.cached_call_minor if cached else pricing.per_call_minor
-        return ledger.Usage(uuid.uuid4().hex, price, pricing.currency, f"policy:{self.policy.version}")
+        return ledger.Usage(new_id(), price, pricing.currency, f"policy:{self.policy.version}")
 
 
 def request_fingerprint(path: str, body: Any) -> str:
@@ -95,6 +95,20 @@ def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: Produc
     if not usable:
         raise Forbidden(f"you hold no grant for {'this product' if product else 'dataset ' + repr(dataset)}")
     return max(g.epsilon_limit_nano for g in usable)
+
+
+async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product: ProductCall | None) -> int:
+    """The requester's limit from its active grants, read at most every poll interval: a revoked
+    grant stops within `suspension_poll_seconds`; a new one is seen at once (a miss re-reads)."""
+    cached = runtime.grant_cache.get(org_id)
+    if cached is not None and time.monotonic() < cached[0]:
+        try:
+            return _grant_limit(cached[1], dataset, product)
+        except Forbidden:
+            pass
+    grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
+    runtime.grant_cache[org_id] = (time.monotonic() + runtime.settings.suspension_poll_seconds, grants)
+    return _grant_limit(grants, dataset, product)
 
 
 def _pool_cap(runtime: Runtime, policy: DatasetPolicy) -> int:
@@ -125,8 +139,7 @@ async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: Product
     policy = runtime.registry.usable(plan.dataset)
     ensure_sandbox(runtime)
     current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
-    grants = await runtime.store.read(store_grants.active_grants, who.org_id, utc_now_text())
-    limit = _grant_limit(grants, plan.dataset, product)
+    limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
     checked = _checked(plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit),
@@ -146,7 +159,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
         if replay is not None:
             runtime.metrics.release(plan.dataset, "replayed")
             return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED))
-    query_id = uuid.uuid4().hex
+    query_id = new_id()
     try:
         cached = await runtime.store.write(_answer_from_cache, ctx, current_snapshot_id(runtime, plan.dataset))
         if cached is not None:

@@ -27,9 +27,8 @@ from pathlib import Path
 from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.connectors import SourceUnavailable
-from gateway.data.connectors.files import locate
 from gateway.data.connectors.views import Side, view_inputs
-from gateway.data.sources import Incoming, SourceMemory, pull, refresh_seconds
+from gateway.data.sources import Incoming, SourceMemory, pull, refresh_seconds, source_newer
 from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
@@ -80,7 +79,11 @@ class Supply:
         policy = self._suppliable(dataset)
         incoming = Incoming(files.scan(body, fmt), fmt == "csv", "upload", temporary=body)
         async with self.locks[dataset]:
-            result = await self._ingest(policy, incoming, actor)
+            try:
+                result = await self._ingest(policy, incoming, actor)
+            except SnapshotRefused as exc:
+                await self._audit_refusal(dataset, actor, "upload", exc)
+                raise
         await self._rebuild_dependents(dataset)
         return result
 
@@ -89,15 +92,21 @@ class Supply:
         policy = self.runtime.registry.get(dataset)
         async with self.locks[dataset]:
             memory = self.memory[dataset]
-            incoming = await pull(policy, memory, data_root=self.runtime.settings.data_path,
-                                  work_root=self.root, max_bytes=self.runtime.settings.max_upload_bytes,
-                                  current=self.side, force=force)
-            if incoming is None:
-                return None
             try:
-                loaded = await self._ingest(policy, incoming, SYSTEM)
-            finally:
-                incoming.remember(memory)  # a refused table is not refused again until it changes
+                incoming = await pull(policy, memory, data_root=self.runtime.settings.data_path,
+                                      work_root=self.root, current=self.side, force=force,
+                                      max_bytes=self.runtime.settings.max_upload_bytes)
+                if incoming is None:
+                    return None
+                try:
+                    loaded = await self._ingest(policy, incoming, SYSTEM)
+                except SnapshotRefused:
+                    incoming.remember(memory)  # not refused again (nor audited) until it changes
+                    raise
+                incoming.remember(memory)
+            except SnapshotRefused as exc:
+                await self._audit_refusal(dataset, SYSTEM, policy.source.kind, exc)
+                raise
         await self._rebuild_dependents(dataset)
         return loaded.record
 
@@ -128,10 +137,6 @@ class Supply:
         try:
             built = await asyncio.to_thread(files.build, incoming.frame, policy, self.root,
                                             text=incoming.text)
-        except SnapshotRefused as exc:
-            await self.runtime.store.write(store.record_refused, dataset, actor, incoming.origin,
-                                           [p.as_dict() for p in exc.problems])
-            raise
         finally:
             incoming.discard()
         record = SnapshotRecord(dataset, built.snapshot_id, incoming.origin, built.rows, built.size,
@@ -142,10 +147,7 @@ class Supply:
             try:
                 await self._load_sandbox(policy, built.snapshot_id, built.path)
             except SnapshotInvalid as exc:  # the engine's own check: names columns, never values
-                problems = [Problem("engine_refused", str(exc))]
-                await self.runtime.store.write(store.record_refused, dataset, actor, incoming.origin,
-                                               [p.as_dict() for p in problems])
-                raise SnapshotRefused(dataset, problems) from None
+                raise SnapshotRefused(dataset, [Problem("engine_refused", str(exc))]) from None
         try:
             stored, created = await self.runtime.store.write(
                 store.record_loaded, record, [w.message for w in built.warnings])
@@ -157,9 +159,16 @@ class Supply:
         await self._prune(dataset)
         return Loaded(stored, created, built.warnings)
 
+    async def _audit_refusal(self, dataset: str, actor: str, origin: str,
+                             exc: SnapshotRefused) -> None:
+        await self.runtime.store.write(store.record_refused, dataset, actor, origin,
+                                       [p.as_dict() for p in exc.problems])
+
     async def _rebuild_dependents(self, dataset: str) -> None:
+        """Views over `dataset` whose inputs are both served (at start-up, the later one)."""
         for name, policy in sorted(self.runtime.registry.policies.items()):
-            if policy.source.kind == "view" and dataset in view_inputs(policy)[:2] and name != dataset:
+            inputs = view_inputs(policy)[:2] if policy.source.kind == "view" else ()
+            if dataset in inputs and name != dataset and all(i in self.served for i in inputs):
                 await self.refresh(name)
 
     # ------------------------------------------------------------ serving
@@ -232,21 +241,11 @@ class Supply:
     async def _still_good(self, policy: DatasetPolicy, kept: SnapshotRecord) -> bool:
         """The kept file exists, fits the policy in force, and its local source is not newer."""
         path = self._path(kept)
-        if not path.is_file() or self._source_newer(policy, path):
+        if not path.is_file() or source_newer(policy, self.runtime.settings.data_path, path):
             return False
         if kept.policy_version == policy.version:
             return True
         return not await asyncio.to_thread(files.recheck, path, policy)
-
-    def _source_newer(self, policy: DatasetPolicy, path: Path) -> bool:
-        """A department replaced the file while we were down: take the new one."""
-        if policy.source.kind not in ("parquet", "csv"):
-            return False
-        try:
-            seen = locate(str(policy.source.get("path")), self.runtime.settings.data_path).fingerprint()
-        except SourceUnavailable:
-            return False
-        return seen is not None and seen[0] > path.stat().st_mtime_ns
 
     async def follow(self) -> None:
         """One round: adopt snapshots other replicas made current; load what is not loaded."""
