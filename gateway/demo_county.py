@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,21 @@ def _seed(tx: Tx, secrets: dict[str, str]) -> None:
 def ensure_demo_county(store: Store, state_dir: Path, base_url: str) -> Path:
     """Create (or keep) the demo clients and grants; write DIR/demo-credentials.json (0600)."""
     path = state_dir / "demo-credentials.json"
+    with _state_lock(state_dir):  # replicas sharing a state folder take turns
+        return _write_credentials(store, path, base_url)
+
+
+@contextlib.contextmanager
+def _state_lock(state_dir: Path) -> Iterator[None]:
+    with open(state_dir / ".demo.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_credentials(store: Store, path: Path, base_url: str) -> Path:
     secrets = _known_secrets(path)
     for client_id, *_ in CLIENTS:
         secrets.setdefault(client_id, new_secret())

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gateway.clock import utc_now_text
+from gateway.clock import utc_now, utc_now_text
 from gateway.core.policy import DatasetPolicy
 from gateway.metrics import STORE_OPERATIONS, Metrics
 from gateway.policyfiles import load_policies, shipped_policies_dir
@@ -18,8 +18,8 @@ from gateway.registry import DatasetRegistry
 from gateway.settings import Settings
 from gateway.store import datasets as store_datasets
 from gateway.store import identity
-from gateway.store.grants import Grant
 from gateway.store.db import Store, Tx, open_store
+from gateway.store.grants import Grant
 from gateway.tokens import Keyring, TokenIssuer, TokenVerifier
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class Runtime:
     ready: bool = False
     draining: bool = False
     _key_file: str = ""
+    _audit_seq: int = 0
 
     @property
     def replica(self) -> str:
@@ -60,6 +61,23 @@ class Runtime:
         # Retired keys stop verifying here too, not only on an unknown kid (a leaked key's rotation).
         self.verifier.load_keys(await self.store.read(identity.public_keys, utc_now_text()))
         await self._follow_key_rotation()
+        await self._export_ledger_gauges()
+
+    async def _export_ledger_gauges(self) -> None:
+        """Audit appends (of every replica) and each dataset's share of its pool's cap spent."""
+        from gateway.core.budget import period_of
+        from gateway.store import audit, ledger
+
+        seq, _head = await self.store.read(audit.head)
+        if self._audit_seq and seq > self._audit_seq:
+            self.metrics.audit_appended(seq - self._audit_seq)
+        self._audit_seq = seq
+        pools = {p.pool for p in self.registry.policies.values()}
+        used = await self.store.read(ledger.account_usage, sorted(f"pool:{p}" for p in pools),
+                                     period_of(utc_now(), self.settings.zone))
+        for dataset, policy in self.registry.policies.items():
+            cap, spent, _reserved = used.get(f"pool:{policy.pool}", (0, 0, 0))
+            self.metrics.set_global_budget_used(dataset, spent / cap if cap else 0.0)
 
     async def _follow_key_rotation(self) -> None:
         """After `gateway keys rotate`, sign with the newest key without a restart."""
@@ -179,6 +197,7 @@ async def sandbox_running(runtime: Runtime) -> AsyncIterator[None]:
     s = runtime.settings
     sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
                       cache_dir=s.state_path / "sandbox-cache")
+    sandbox.on_worker_retired = runtime.metrics.worker_restarted
     await sandbox.start()
     runtime.sandbox = sandbox
     try:

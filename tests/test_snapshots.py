@@ -4,6 +4,7 @@ audit trail, start-up activation, following other replicas, and a swap under loa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -12,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.validate import SnapshotRefused, inspect
 from gateway.policyfiles import load_policies, shipped_policies_dir
@@ -67,7 +69,7 @@ def test_nulls_in_the_id_column_are_refused_and_named() -> None:
 
 
 def test_too_many_rows_and_no_rows_are_refused(residents: pl.DataFrame) -> None:
-    small = RESIDENTS.__class__(**{**RESIDENTS.__dict__, "max_rows": 10})
+    small = dataclasses.replace(RESIDENTS, max_rows=10)
     assert codes(inspect(residents.head(11).lazy(), small, text=False).problems) == {
         ("too_many_rows", None)}
     assert codes(inspect(residents.head(0).lazy(), RESIDENTS, text=False).problems) == {
@@ -312,3 +314,30 @@ async def test_queries_keep_answering_across_swaps_and_never_see_a_mixed_state(
     assert {sid for sid, _ in seen} == set(expected), "answers from both snapshots"
     for snapshot_id, mean in seen:
         assert abs(mean - expected[snapshot_id]) < 5, (snapshot_id, mean)
+
+
+# ---------------------------------------------------------------- a new policy version
+
+
+def narrowed(version: str) -> DatasetPolicy:
+    """Residents' policy without the Chengguan township (which the data is full of)."""
+    cols = tuple(dataclasses.replace(c, categories=tuple(x for x in c.categories if x != "Chengguan"))
+                 if c.name == "township" and c.categories else c for c in RESIDENTS.columns)
+    return dataclasses.replace(RESIDENTS, columns=cols, version=version)
+
+
+async def test_a_new_policy_version_rechecks_the_current_snapshot(runtime: Runtime) -> None:
+    await activate_current_snapshots(runtime)
+    supply = supply_of(runtime)
+    serving = current_snapshot_id(runtime, "residents")
+    runtime.registry.policies["residents"] = dataclasses.replace(RESIDENTS, version="v2-compatible")
+    await supply.follow()
+    assert supply.served["residents"].policy_version == "v2-compatible"
+    assert current_snapshot_id(runtime, "residents") == serving
+    runtime.registry.policies["residents"] = narrowed("v3-narrower")
+    for _ in range(3):  # retried once per policy version, not once per round
+        await supply.follow()
+    assert current_snapshot_id(runtime, "residents") == serving  # the last good one serves on
+    refused = audit_entries(runtime, "snapshot.refused")
+    assert refused == [{"actor": "system", "subject": "residents", "payload": {
+        "origin": "parquet", "problems": [{"code": "category_undeclared", "column": "township"}]}}]

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -126,6 +127,8 @@ class Sandbox:
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told when a worker is killed for passing a limit (metrics); no detail crosses.
+        self.on_worker_retired: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         """Start the workers; each refuses to start with unsafe OpenDP features (R-DP-01)."""
@@ -225,6 +228,7 @@ class Sandbox:
         """Kill a worker that failed a limit and start its replacement in the background."""
         self._workers.discard(w)
         w.kill()
+        self.on_worker_retired()
         task = asyncio.ensure_future(self._replace())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -10,6 +10,7 @@ OpenDP's messages print the whole plan (R-DP-11).
 from __future__ import annotations
 
 import resource
+import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ READY, OK, INVALID, FAILED = "ready", "ok", "invalid", "failed"
 
 def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
     """Entry point of a worker process."""
+    # The server stops its workers itself after draining; a signal to the whole process group
+    # (systemd, Ctrl-C) must not kill releases still in flight.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_memory(memory_mb)
     try:
         from gateway.dp import compile as compiler

@@ -13,7 +13,9 @@ from gateway.errors import InvalidRequest, NotFound, Unauthorized, Unavailable, 
 from gateway.http.keys import RUNTIME
 from gateway.http.routing import ANY_ROLE, PUBLIC, Route, route
 from gateway.service.identity import issue_token
+from gateway.service.supply import datasets_not_loaded
 from gateway.store import identity
+from gateway.store.db import pending_migrations
 
 
 @route("POST", "/oauth/token", PUBLIC)
@@ -66,9 +68,14 @@ async def readyz(request: web.Request) -> web.Response:
     if not runtime.ready:
         raise Unavailable("starting", retry_after=2)
     try:
-        await runtime.store.read(identity.client_statuses)
+        pending = await runtime.store.read(pending_migrations)
     except Exception:
         raise Unavailable("the store is unreachable", retry_after=2) from None
+    if pending:
+        raise Unavailable("the store's migrations are not current", retry_after=5)
+    missing = datasets_not_loaded(runtime)
+    if missing:
+        raise Unavailable(f"datasets not loaded: {', '.join(sorted(missing))}", retry_after=5)
     return web.json_response({"status": "ready"})
 
 

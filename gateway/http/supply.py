@@ -31,11 +31,12 @@ async def upload_snapshot(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     who = principal(request)
     dataset = request.match_info["dataset"]
+    supply = supply_of(runtime)
     check_supplier(who, runtime.registry.get(dataset))
+    supply.suppliable(dataset)
     fmt = MEDIA_TYPES.get(request.content_type)
     if fmt is None:
         raise UnsupportedMediaType("send Parquet (application/vnd.apache.parquet) or CSV (text/csv)")
-    supply = supply_of(runtime)
     body = await receive(request, incoming_file(supply.root, fmt), runtime.settings.max_upload_bytes)
     loaded = await supply.load_upload(dataset, body, fmt, who.client_id)
     payload = {"dataset": dataset, **loaded.record.view(current=True, with_rows=True),

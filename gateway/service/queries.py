@@ -163,8 +163,10 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
     try:
         cached = await runtime.store.write(_answer_from_cache, ctx, current_snapshot_id(runtime, plan.dataset))
         if cached is not None:
+            body, usage = cached
             runtime.metrics.release(plan.dataset, "cached")
-            return QueryReply(200, cached.encode())
+            runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
+            return QueryReply(200, body.encode())
         await runtime.store.write(_reserve, ctx, query_id)
     except BaseException:
         if idempotency_key:
@@ -272,7 +274,7 @@ def _priced(tx: Tx, ctx: _Context, *, cached: bool) -> ledger.Usage:
     return usage
 
 
-def _answer_from_cache(tx: Tx, ctx: _Context, snapshot_id: str) -> str | None:
+def _answer_from_cache(tx: Tx, ctx: _Context, snapshot_id: str) -> tuple[str, ledger.Usage] | None:
     usage = _priced(tx, ctx, cached=True)
     found = ledger.serve_cached(tx, ctx.cache_key(snapshot_id), ctx.who.org_id, ctx.who.client_id, usage,
                                 ctx.period, ctx.product.product_id if ctx.product else None)
@@ -282,7 +284,7 @@ def _answer_from_cache(tx: Tx, ctx: _Context, snapshot_id: str) -> str | None:
                         snapshot_id=found.snapshot_id)
     if ctx.idem_key:
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
-    return body
+    return body, usage
 
 
 def _answer_body(tx: Tx, ctx: _Context, query_id: str, result: dict[str, Any], accuracy: dict[str, Any], *,

@@ -70,13 +70,18 @@ class Supply:
         self.memory: dict[str, SourceMemory] = defaultdict(SourceMemory)
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.tried: dict[str, float] = {}
+        self.adopting: dict[str, tuple[str, str]] = {}
         self.refreshers: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------ loads
 
     async def load_upload(self, dataset: str, body: Path, fmt: files.Format, actor: str) -> Loaded:
         """An uploaded body (deleted afterwards) as the new snapshot."""
-        policy = self._suppliable(dataset)
+        try:
+            policy = self.suppliable(dataset)
+        except BaseException:
+            body.unlink(missing_ok=True)
+            raise
         incoming = Incoming(files.scan(body, fmt), fmt == "csv", "upload", temporary=body)
         async with self.locks[dataset]:
             try:
@@ -119,12 +124,13 @@ class Supply:
             self._failed(dataset, "refused", [f"{p.code}:{p.column or ''}" for p in exc.problems])
         except SourceUnavailable as exc:
             self._failed(dataset, "unavailable", [str(exc)])
-        except Exception as exc:  # a bug or an unexpected library error: keep serving, say so
-            log.exception("data supply failed")
+        except Exception as exc:  # a bug or a library error: keep serving, say so (the class
+            # only: library messages may quote values, which logs never hold, R-OP-05)
             self._failed(dataset, "error", [type(exc).__name__])
         return dataset in self.served
 
-    def _suppliable(self, dataset: str) -> DatasetPolicy:
+    def suppliable(self, dataset: str) -> DatasetPolicy:
+        """The policy of a dataset that takes uploads, or why it does not (404, 409, 410)."""
         policy = self.runtime.registry.get(dataset)
         if self.runtime.registry.status.get(dataset) == "withdrawn":
             raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
@@ -231,8 +237,8 @@ class Supply:
                 try:
                     await self._serve(policy, kept.snapshot_id, self._path(kept))
                     return True
-                except Exception:
-                    log.exception("loading a kept snapshot failed")
+                except Exception as exc:  # rebuilt from the source below
+                    self._failed(dataset, "error", [f"kept snapshot: {type(exc).__name__}"])
         return await self.refresh(dataset, force=True)
 
     def _path(self, record: SnapshotRecord) -> Path:
@@ -258,11 +264,15 @@ class Supply:
                 if now - self.tried.get(dataset, 0.0) >= RETRY_UNLOADED_SECONDS:
                     self.tried[dataset] = now
                     await self.activate(dataset)
-            elif pointers.get(dataset) != served.snapshot_id or served.policy_version != policy.version:
+                continue
+            wanted = (pointers.get(dataset, served.snapshot_id), policy.version)
+            if wanted != (served.snapshot_id, served.policy_version) and self.adopting.get(dataset) != wanted:
+                self.adopting[dataset] = wanted  # one attempt per pointer and policy version
                 await self._adopt(dataset)
         self._sync_refreshers()
 
     async def _adopt(self, dataset: str) -> None:
+        """Serve the store's current snapshot under the policy in force, or rebuild it."""
         policy = self.runtime.registry.get(dataset)
         async with self.locks[dataset]:
             kept = await self.runtime.store.read(store.current, dataset)
@@ -271,9 +281,16 @@ class Supply:
                                 == (kept.snapshot_id, policy.version)):
                 return
             if await self._still_good(policy, kept):
-                await self._serve(policy, kept.snapshot_id, self._path(kept))
+                try:
+                    await self._serve(policy, kept.snapshot_id, self._path(kept))
+                    return
+                except SnapshotInvalid as exc:
+                    self._failed(dataset, "refused", [f"engine_refused: {exc}"])
+                    return
+            if not self._path(kept).is_file():  # the data root is not shared with that replica
+                self._failed(dataset, "unavailable", ["the current snapshot's file is missing"])
                 return
-        await self.refresh(dataset, force=True)
+        await self.refresh(dataset)  # the policy changed and the snapshot no longer fits it
 
     def _sync_refreshers(self) -> None:
         for dataset in self.wanted():
