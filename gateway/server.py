@@ -2,8 +2,10 @@
 
 The stop follows R-OP-04: /readyz turns 503, the main listener stops accepting, requests in
 flight get `shutdown_grace_seconds` to finish, then the ops listener and the store close and the
-process exits 0. A second signal, or a stop that overruns the grace by CLOSE_SECONDS, exits 1
-at once; the next start recovers what was interrupted (R-BU-05).
+process exits 0. A SIGINT during the drain (an operator's second Ctrl-C), or a stop that overruns
+the grace by CLOSE_SECONDS, exits 1 at once; the next start recovers what was interrupted
+(R-BU-05). A repeated SIGTERM is ignored: supervisors and process-group kills often deliver the
+same stop twice, and a clean drain should not turn into a hard exit because of it.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ async def _drain(runner: web.AppRunner, runtime: Runtime, settings: Settings) ->
     runtime.metrics.set_ready(False)
     log.info(json.dumps({"msg": "draining", "grace_seconds": settings.shutdown_grace_seconds}))
     loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, _hard_exit, "a second stop signal")
+    loop.add_signal_handler(signal.SIGTERM, _repeated_stop)
+    loop.add_signal_handler(signal.SIGINT, _hard_exit, "a second interrupt")
     # A thread, not the loop: it fires even if something blocks the event loop.
     watchdog = threading.Timer(settings.shutdown_grace_seconds + CLOSE_SECONDS, _hard_exit,
                                ("the stop overran its grace period",))
@@ -84,6 +86,10 @@ async def _drain(runner: web.AppRunner, runtime: Runtime, settings: Settings) ->
     # aiohttp closes the listening socket, closes idle keep-alive connections, waits up to the
     # grace for handlers in flight, and lets each finish writing its response before closing.
     await runner.cleanup()
+
+
+def _repeated_stop() -> None:
+    log.info(json.dumps({"msg": "already draining; SIGTERM ignored"}))
 
 
 def _hard_exit(reason: str) -> None:
