@@ -65,6 +65,15 @@ def cmd_invoice(args: argparse.Namespace) -> int:
     return print_invoices(_settings(args, state_dir=args.state_dir), args.period, args.org, args.csv)
 
 
+def cmd_client_add(args: argparse.Namespace) -> int:
+    from gateway.clientcli import add_client
+
+    secret = add_client(_settings(args, state_dir=args.state_dir), args.org, args.org_name or args.org,
+                        args.role, args.client_id)
+    print(f"client {args.client_id} ({args.role} of {args.org}); its secret, shown once:\n{secret}")
+    return 0
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from gateway.keys import rotate_keys
 
@@ -143,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     invoice.add_argument("--org", help="one requester organisation only")
     invoice.add_argument("--csv", action="store_true", help="CSV instead of one JSON document per line")
     invoice.set_defaults(func=cmd_invoice)
+
+    client = sub.add_parser("client", help="clients").add_subparsers(dest="action", required=True)
+    add = client.add_parser("add", help="register a client (and its organisation); print its secret once")
+    _state_args(add)
+    add.add_argument("--org", required=True, help="organisation id")
+    add.add_argument("--org-name", help="organisation name (default: the id)")
+    add.add_argument("--role", required=True, help="requester, bureau, source, merchant or ops")
+    add.add_argument("client_id")
+    add.set_defaults(func=cmd_client_add)
 
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
     rotate = keys.add_parser("rotate", help="add a new signing key; old ones keep verifying")

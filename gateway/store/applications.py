@@ -98,16 +98,27 @@ def get_application(tx: Tx, application_id: str, *, lock: bool = False) -> Appli
 
 def list_applications(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[Application]:
     """All (org_id and datasets None), one requester's, or those on some datasets."""
-    sql, params = f"SELECT {_COLUMNS} FROM applications WHERE 1 = 1", []
+    scope = _scope(org_id, datasets)
+    if scope is None:
+        return []
+    where, params = scope
+    return [_from_row(r) for r in tx.all(f"SELECT {_COLUMNS} FROM applications WHERE {where} "
+                                         "ORDER BY created_at, application_id", params)]
+
+
+def _scope(org_id: str | None, datasets: tuple[str, ...] | None) -> tuple[str, list[str]] | None:
+    """The WHERE clause of a listing scoped to one requester and/or some datasets; None when
+    the dataset scope is empty (nothing can match)."""
+    where, params = ["1 = 1"], []
     if org_id is not None:
-        sql += " AND org_id = ?"
+        where.append("org_id = ?")
         params.append(org_id)
     if datasets is not None:
         if not datasets:
-            return []
-        sql += f" AND dataset IN ({', '.join('?' for _ in datasets)})"
+            return None
+        where.append(f"dataset IN ({', '.join('?' for _ in datasets)})")
         params.extend(datasets)
-    return [_from_row(r) for r in tx.all(sql + " ORDER BY created_at, application_id", params)]
+    return " AND ".join(where), params
 
 
 def _pending(tx: Tx, application_id: str) -> Application:
@@ -195,16 +206,12 @@ def _grant_view(row: tuple[Any, ...]) -> GrantView:
 
 
 def list_grants(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[GrantView]:
-    sql, params = f"SELECT {_GRANT_COLUMNS}, created_at FROM grants WHERE 1 = 1", []
-    if org_id is not None:
-        sql += " AND org_id = ?"
-        params.append(org_id)
-    if datasets is not None:
-        if not datasets:
-            return []
-        sql += f" AND dataset IN ({', '.join('?' for _ in datasets)})"
-        params.extend(datasets)
-    return [_grant_view(r) for r in tx.all(sql + " ORDER BY created_at, grant_id", params)]
+    scope = _scope(org_id, datasets)
+    if scope is None:
+        return []
+    where, params = scope
+    return [_grant_view(r) for r in tx.all(f"SELECT {_GRANT_COLUMNS}, created_at FROM grants WHERE {where} "
+                                           "ORDER BY created_at, grant_id", params)]
 
 
 def get_grant(tx: Tx, grant_id: str) -> GrantView | None:
