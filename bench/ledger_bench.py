@@ -147,7 +147,7 @@ def _charge_worker(dsn: str, state: str, clients: int, charges: int, out: Any) -
         nonlocal ok, refused
         for _ in range(charges):
             r = ledger.Reservation(uuid.uuid4().hex, "bench", "bench", "residents", None, "2026-11", 1000,
-                                   (ledger.Account("grant:bench:residents", 10**9),
+                                   (ledger.Account("grant:bench:residents", 10**6),
                                     ledger.Account("pool:bench", 10**12)))
             try:
                 store.run_sync(ledger.reserve, r)
@@ -168,7 +168,7 @@ def _charge_worker(dsn: str, state: str, clients: int, charges: int, out: Any) -
 
 
 def bench_charges(kind: str, dsn: str, processes: int, clients: int, charges: int) -> dict[str, Any]:
-    """Reservations of 1e-6 epsilon against a cap that fits exactly 1,000,000 / 1000 = 1000."""
+    """Reservations of 1e-6 epsilon against a cap of 1e-3 that fits exactly 1000 of them."""
     from gateway.store import datasets, identity, ledger
     from gateway.store.db import open_store
     from tests.store_support import postgres_schema

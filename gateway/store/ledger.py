@@ -88,33 +88,36 @@ def check_can_release(tx: Tx, dataset: str, org_id: str) -> None:
         raise Unauthorized()
 
 
-def _open_account(tx: Tx, account: Account, period: str) -> None:
-    # The cap follows the grant; a cap lowered below what is already used leaves nothing left.
-    tx.execute(
-        "INSERT INTO budget_accounts (account, period, cap_nano) VALUES (?, ?, ?) "
-        "ON CONFLICT (account, period) DO UPDATE SET cap_nano = CASE "
-        "WHEN excluded.cap_nano > budget_accounts.spent_nano + budget_accounts.reserved_nano "
-        "THEN excluded.cap_nano ELSE budget_accounts.spent_nano + budget_accounts.reserved_nano END",
-        (account.name, period, account.cap_nano))
+def _charge(tx: Tx, account: Account, period: str, amount: int) -> bool:
+    """Reserve `amount` on an account: one conditional upsert that cannot pass the cap (R-BU-02).
+
+    The cap follows the grant's limit at every charge; the CHECK constraint stands behind it.
+    On PostgreSQL the row lock is taken here, last in the transaction, so contended accounts
+    are held only from this statement to the commit.
+    """
+    if amount > account.cap_nano:
+        return False
+    row = tx.one(
+        "INSERT INTO budget_accounts (account, period, cap_nano, reserved_nano) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (account, period) DO UPDATE SET cap_nano = excluded.cap_nano, "
+        "reserved_nano = budget_accounts.reserved_nano + excluded.reserved_nano "
+        "WHERE budget_accounts.spent_nano + budget_accounts.reserved_nano + excluded.reserved_nano "
+        "<= excluded.cap_nano RETURNING reserved_nano",
+        (account.name, period, account.cap_nano, amount))
+    return row is not None
 
 
 def reserve(tx: Tx, r: Reservation) -> None:
-    """Check status, then one conditional update per account that cannot pass its cap."""
+    """Check status, record the query, then charge every account (all or none)."""
     check_can_release(tx, r.dataset, r.org_id)
-    for account in r.accounts:
-        _open_account(tx, account, r.period)
-    for account in r.accounts:
-        moved = tx.execute(
-            "UPDATE budget_accounts SET reserved_nano = reserved_nano + ? "
-            "WHERE account = ? AND period = ? AND spent_nano + reserved_nano + ? <= cap_nano",
-            (r.epsilon_nano, account.name, r.period, r.epsilon_nano))
-        if moved != 1:
-            raise BudgetExhausted(_exhausted_detail(account))
     now = utc_now_text()
     tx.execute("INSERT INTO queries (query_id, org_id, client_id, dataset, product_id, period, epsilon_nano, "
                "accounts, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
                (r.query_id, r.org_id, r.client_id, r.dataset, r.product_id, r.period, r.epsilon_nano,
                 json.dumps([a.name for a in r.accounts]), now, now))
+    for account in r.accounts:
+        if not _charge(tx, account, r.period, r.epsilon_nano):
+            raise BudgetExhausted(_exhausted_detail(account))  # the transaction rolls back whole
 
 
 def _exhausted_detail(account: Account) -> str:
