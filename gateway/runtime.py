@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.clock import utc_now, utc_now_text
 from gateway.core.policy import DatasetPolicy
@@ -24,6 +24,7 @@ from gateway.tokens import Keyring, TokenIssuer, TokenVerifier
 
 if TYPE_CHECKING:
     from gateway.dp.sandbox import Sandbox
+    from gateway.service.supply import Supply
 
 log = logging.getLogger("gateway")
 
@@ -38,6 +39,7 @@ class Runtime:
     metrics: Metrics
     keyring: Keyring | None = None
     sandbox: Sandbox | None = None
+    supply: Supply | None = None
     active_clients: dict[str, bool] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)  # dataset -> current snapshot id
     client_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)  # releases in flight
@@ -178,14 +180,19 @@ async def poll_store(runtime: Runtime) -> None:
 
 
 @contextlib.asynccontextmanager
-async def background(runtime: Runtime) -> AsyncIterator[None]:
-    task = asyncio.create_task(poll_store(runtime))
+async def task_running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """A background task for the span of a `with` block; cancelled and awaited at its end."""
+    task = asyncio.create_task(job)
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def background(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
+    return task_running(poll_store(runtime))
 
 
 @contextlib.asynccontextmanager

@@ -112,6 +112,8 @@ def test_public_keys_need_categories_and_private_keys_need_the_policy_and_a_delt
         ["delta 0.000001 is above the policy's 1E-7"]
     assert reasons("SELECT COUNT(*) FROM vehicles", delta="1e-8") == \
         ["delta applies only to GROUP BY with private keys; send delta 0"]
+    assert reasons("SELECT township, COUNT(*) FROM vehicles GROUP BY township", delta="1e-20") == \
+        ["delta 1E-20 is below the smallest supported, 1E-12"]
 
 
 def test_epsilon_must_fit_the_policy_the_important_limit_and_the_grant() -> None:

@@ -21,10 +21,6 @@ from gateway.service.supply import activate_current_snapshots, current_snapshot_
 from tests.fixtures.supply.harness import Client, audit_entries, open_runtime_async, same_json, serving
 from tests.support import Gateway, seed_demo_data
 
-# The lead's middlewares keep request state under string keys, which aiohttp warns about; the
-# warning is theirs to fix (web.RequestKey), and pytest turns warnings into errors.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 PARQUET = {"Content-Type": "application/vnd.apache.parquet"}
 CSV = {"Content-Type": "text/csv"}
 PATH = "/v1/datasets/residents/snapshots"

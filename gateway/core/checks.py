@@ -26,6 +26,7 @@ _NOISE_PARTS = {"count": 1, "sum": 1, "mean": 1, "median": 1, "quantile": 1}
 _NEEDS_NUMBERS = ("sum", "mean", "median", "quantile")
 _SQL_NAMES = {"count": "COUNT", "sum": "SUM", "mean": "AVG", "median": "MEDIAN", "quantile": "QUANTILE"}
 COUNT_ALL = Aggregate("count")
+MIN_DELTA = Decimal("1e-12")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def _key_mode(plan: Plan, policy: DatasetPolicy, columns: dict[str, Column],
         reasons.append(f"{policy.dataset!r} does not release private group keys; send delta 0")
     elif plan.delta > policy.private_keys_delta:
         reasons.append(f"delta {plan.delta} is above the policy's {policy.private_keys_delta}")
+    if plan.delta < MIN_DELTA:  # below what a threshold can reach in floating point
+        reasons.append(f"delta {plan.delta} is below the smallest supported, {MIN_DELTA}")
     return "private"
 
 

@@ -8,6 +8,7 @@ part of the policy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
@@ -16,6 +17,7 @@ from gateway.core.policy import Column
 
 Report = Callable[[str], None]
 _ORDERED_TYPES = ("integer", "float")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def normalize_predicate(pred: Predicate, columns: dict[str, Column], report: Report) -> Predicate:
@@ -61,8 +63,11 @@ def coerce(value: Scalar, kind: str) -> Scalar | None:
     if number is None:
         return None
     if kind == "integer":
-        return int(number) if number == number.to_integral_value() else None
-    return float(number)
+        # Outside 64 bits the engine cannot compare: refused here, before any budget is reserved.
+        integral = number == number.to_integral_value() and _INT64[0] <= number <= _INT64[1]
+        return int(number) if integral else None
+    as_float = float(number)
+    return as_float if math.isfinite(as_float) else None
 
 
 def _decimal(value: Scalar) -> Decimal | None:

@@ -13,7 +13,6 @@ come from the shipped policies, the contract with the query engine; values are c
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -176,12 +175,10 @@ def ensure(out_dir: Path, *, seed: int = DEFAULT_SEED, scale: float = 1.0) -> di
 
 
 def content_hash(path: Path) -> str:
-    """sha256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a file's bytes, hex (the same hash that names a snapshot)."""
+    from gateway.data.snapshots import file_sha256
+
+    return file_sha256(path)
 
 
 # ---------------------------------------------------------------- writing

@@ -7,3 +7,7 @@ from aiohttp import web
 from gateway.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# Per-request facts the access log reads after the handler ran.
+REQUEST_ID = web.RequestKey("request_id", str)
+ERROR_CODE = web.RequestKey("error_code", str)
+DATASET = web.RequestKey("dataset", str)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.http.keys import RUNTIME
+from gateway.http.keys import DATASET, ERROR_CODE, REQUEST_ID, RUNTIME
 from gateway.http.problems import Handler
 from gateway.http.routing import PRINCIPAL
 from gateway.ids import new_id
@@ -38,7 +38,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Outside the problem middleware, so it sees the final status of every response."""
     offered = request.headers.get("X-Request-ID", "")
     request_id = offered if _REQUEST_ID.match(offered) else new_id()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     runtime = request.app[RUNTIME]
     started = time.perf_counter()
     status, response = 500, None
@@ -52,7 +52,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     except asyncio.CancelledError:  # cut short by the drain's deadline: no answer was sent
-        request["error_code"] = "cancelled"
+        request[ERROR_CODE] = "cancelled"
         raise
     finally:
         _account(runtime, request, status, response, time.perf_counter() - started)
@@ -63,13 +63,13 @@ def _account(runtime: Runtime, request: web.Request, status: int, response: web.
     resource = request.match_info.route.resource
     template = resource.canonical if resource is not None else None
     release = _release_fields(response)
-    dataset = _served(runtime, request.get("dataset") or release.get("dataset"))
-    code = request.get("error_code")
+    dataset = _served(runtime, request.get(DATASET) or release.get("dataset"))
+    code = request.get(ERROR_CODE)
     # Releases, charges, refusals, money and 429s are counted where they happen (service layer).
     runtime.metrics.observe_request(template, request.method, status, seconds)
     who = request.get(PRINCIPAL)
     access_log.info(json.dumps({
-        "ts": rfc3339_now(), "level": _level(status), "msg": "request", "request_id": request["request_id"],
+        "ts": rfc3339_now(), "level": _level(status), "msg": "request", "request_id": request[REQUEST_ID],
         "replica": runtime.replica, "method": request.method, "route": template or UNMATCHED,
         "status": status, "duration_ms": round(seconds * 1000, 1),
         "outcome": code or release.get("outcome", "ok"),

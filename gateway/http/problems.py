@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway import errors
+from gateway.http.keys import ERROR_CODE, REQUEST_ID
 
 log = logging.getLogger("gateway.http")
 PROBLEM_TYPE = "application/problem+json"
@@ -46,19 +47,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: nothing escapes as HTML, a traceback or a path."""
-    request_id = request.get("request_id", "")
+    request_id = request.get(REQUEST_ID, "")
     try:
         return await handler(request)
     except errors.GatewayError as exc:
-        request["error_code"] = exc.code
+        request[ERROR_CODE] = exc.code
         return problem_response(exc, request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         mapped = from_http_exception(exc)
-        request["error_code"] = mapped.code
+        request[ERROR_CODE] = mapped.code
         return problem_response(mapped, request_id)
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
-        request["error_code"] = "internal_error"
+        request[ERROR_CODE] = "internal_error"
         return problem_response(errors.GatewayError("The server could not handle the request."), request_id)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.errors import InvalidRequest, NotFound
 from gateway.http.admin import body_of
-from gateway.http.keys import RUNTIME
+from gateway.http.keys import DATASET, RUNTIME
 from gateway.http.openapi import api
 from gateway.http.queries import idempotency_key, reply
 from gateway.http.ratelimit import enforce_dataset_rate
@@ -55,7 +55,7 @@ async def invoke_product(request: web.Request) -> web.Response:
     if not isinstance(params, dict):
         raise InvalidRequest("params must be an object of parameter values")
     product, version = await products.published_product(runtime, request.match_info["product_id"])
-    request["dataset"] = product.dataset
+    request[DATASET] = product.dataset
     enforce_dataset_rate(request, who, runtime.registry.get(product.dataset))
     answer = await products.invoke(runtime, who, product, version, params, idempotency_key=key,
                                    fingerprint=request_fingerprint(request.path, body))

@@ -16,7 +16,7 @@ from gateway.core.plan import Plan
 from gateway.core.sql import parse_sql
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.http.body import json_object, only_fields
-from gateway.http.keys import RUNTIME
+from gateway.http.keys import DATASET, RUNTIME
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views
@@ -87,7 +87,8 @@ async def post_query(request: web.Request) -> web.Response:
     body = await json_object(request, max_bytes=runtime.settings.max_body_bytes)
     who = principal(request)
     dataset = body.get("dataset") if isinstance(body.get("dataset"), str) else None
-    request["dataset"] = dataset
+    if dataset is not None:
+        request[DATASET] = dataset
     try:
         plan = plan_from_body(body, runtime.settings.max_sql_chars)
         enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))

@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from gateway.data.sources import Incoming, SourceMemory, pull, refresh_seconds, 
 from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, task_running
 from gateway.store import snapshots as store
 from gateway.store.snapshots import SnapshotRecord
 from gateway.tokens import Principal
@@ -328,11 +327,9 @@ class Supply:
 
 def supply_of(runtime: Runtime) -> Supply:
     """The runtime's Supply, created on first use."""
-    found = getattr(runtime, "_supply", None)
-    if not isinstance(found, Supply):
-        found = Supply(runtime)
-        setattr(runtime, "_supply", found)  # noqa: B010 - Runtime has no field for it (yet)
-    return found
+    if runtime.supply is None:
+        runtime.supply = Supply(runtime)
+    return runtime.supply
 
 
 async def activate_current_snapshots(runtime: Runtime) -> None:
@@ -342,16 +339,9 @@ async def activate_current_snapshots(runtime: Runtime) -> None:
     await supply_of(runtime).activate_all()
 
 
-@contextlib.asynccontextmanager
-async def supply_running(runtime: Runtime) -> AsyncIterator[None]:
+def supply_running(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
     """Refreshers and the store follower, for the app's lifetime."""
-    task = asyncio.create_task(supply_of(runtime).run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return task_running(supply_of(runtime).run())
 
 
 def check_supplier(who: Principal, policy: DatasetPolicy) -> None:
