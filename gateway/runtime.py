@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gateway.clock import utc_now, utc_now_text
+from gateway.core.checks import CheckedPlan
+from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.metrics import STORE_OPERATIONS, Metrics
 from gateway.policyfiles import load_policies, shipped_policies_dir
@@ -20,6 +22,7 @@ from gateway.store import datasets as store_datasets
 from gateway.store import identity
 from gateway.store.db import Store, Tx, open_store
 from gateway.store.grants import Grant
+from gateway.store.ledger import StoredRelease
 from gateway.tokens import Keyring, TokenIssuer, TokenVerifier
 
 if TYPE_CHECKING:
@@ -27,6 +30,25 @@ if TYPE_CHECKING:
     from gateway.service.supply import Supply
 
 log = logging.getLogger("gateway")
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Bounded(Generic[K, V]):
+    """A small in-memory map that forgets everything when full: for immutable values only."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self._items = size, dict[K, V]()
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = value
 
 
 @dataclass
@@ -44,6 +66,8 @@ class Runtime:
     snapshots: dict[str, str] = field(default_factory=dict)  # dataset -> current snapshot id
     client_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)  # releases in flight
     grant_cache: dict[str, tuple[float, list[Grant]]] = field(default_factory=dict)  # org -> (until, grants)
+    releases: Bounded[str, StoredRelease] = field(default_factory=lambda: Bounded(4096))  # by cache key
+    checked_plans: Bounded[tuple[Plan, str, int], CheckedPlan] = field(default_factory=lambda: Bounded(1024))
     ready: bool = False
     draining: bool = False
     _key_file: str = ""

@@ -117,19 +117,13 @@ def _pool_cap(runtime: Runtime, policy: DatasetPolicy) -> int:
     return min(caps)
 
 
-_CHECKED_CACHE = 1024
-_checked_plans: dict[tuple[Plan, str, int], CheckedPlan] = {}
-
-
-def _checked(plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
+def _checked(runtime: Runtime, plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
     """check_plan is pure: its verdict holds for the same plan, policy version and limit."""
     key = (plan, policy.version, limit)
-    found = _checked_plans.get(key)
+    found = runtime.checked_plans.get(key)
     if found is None:
         found = check_plan(plan, policy, from_nano(limit))
-        if len(_checked_plans) >= _CHECKED_CACHE:
-            _checked_plans.clear()
-        _checked_plans[key] = found
+        runtime.checked_plans.put(key, found)
     return found
 
 
@@ -140,7 +134,7 @@ async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: Product
     ensure_sandbox(runtime)
     current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
     limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
-    checked = _checked(plan, policy, limit)
+    checked = _checked(runtime, plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit),
                 ledger.Account(f"pool:{policy.pool}", _pool_cap(runtime, policy)))
@@ -161,9 +155,11 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED))
     query_id = new_id()
     try:
-        cached = await runtime.store.write(_answer_from_cache, ctx, current_snapshot_id(runtime, plan.dataset))
+        cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
+        cached = await runtime.store.write(_answer_from_cache, ctx, cache_key, runtime.releases.get(cache_key))
         if cached is not None:
-            body, usage = cached
+            body, usage, release = cached
+            runtime.releases.put(cache_key, release)
             runtime.metrics.release(plan.dataset, "cached")
             runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
             return QueryReply(200, body.encode())
@@ -274,17 +270,18 @@ def _priced(tx: Tx, ctx: _Context, *, cached: bool) -> ledger.Usage:
     return usage
 
 
-def _answer_from_cache(tx: Tx, ctx: _Context, snapshot_id: str) -> tuple[str, ledger.Usage] | None:
+def _answer_from_cache(tx: Tx, ctx: _Context, cache_key: str, known: ledger.StoredRelease | None
+                       ) -> tuple[str, ledger.Usage, ledger.StoredRelease] | None:
     usage = _priced(tx, ctx, cached=True)
-    found = ledger.serve_cached(tx, ctx.cache_key(snapshot_id), ctx.who.org_id, ctx.who.client_id, usage,
-                                ctx.period, ctx.product.product_id if ctx.product else None)
+    found = ledger.serve_cached(tx, cache_key, ctx.who.org_id, ctx.who.client_id, usage,
+                                ctx.period, ctx.product.product_id if ctx.product else None, known)
     if found is None:
         return None
     body = _answer_body(tx, ctx, found.query_id, found.result, found.accuracy, cached=True, usage=usage,
                         snapshot_id=found.snapshot_id)
     if ctx.idem_key:
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
-    return body, usage
+    return body, usage, found
 
 
 def _answer_body(tx: Tx, ctx: _Context, query_id: str, result: dict[str, Any], accuracy: dict[str, Any], *,

@@ -72,19 +72,18 @@ def _lock(tx: Tx) -> str:
 
 def _share_lock(tx: Tx) -> str:
     # Held to commit, so a suspension (FOR UPDATE on the same row) orders strictly before or after.
-    return " FOR SHARE" if tx.dialect == "postgres" else ""
+    return " FOR SHARE OF d" if tx.dialect == "postgres" else ""
 
 
 def check_can_release(tx: Tx, dataset: str, org_id: str) -> None:
     """Dataset and requester status as the store has them now (R-BU-07, R-AU-05)."""
-    row = tx.one("SELECT status FROM datasets WHERE dataset = ?" + _share_lock(tx),
-                 (dataset,))
+    row = tx.one("SELECT d.status, (SELECT o.status FROM organisations o WHERE o.org_id = ?) "
+                 "FROM datasets d WHERE d.dataset = ?" + _share_lock(tx), (org_id, dataset))
     if row is None or row[0] == "withdrawn":
         raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
     if row[0] == "suspended":
         raise DatasetSuspended(f"dataset {dataset!r} is suspended")
-    org = tx.one("SELECT status FROM organisations WHERE org_id = ?", (org_id,))
-    if org is None or org[0] != "active":
+    if row[1] != "active":
         raise Unauthorized()
 
 
@@ -236,9 +235,10 @@ def find_release(tx: Tx, cache_key: str) -> StoredRelease | None:
 
 
 def serve_cached(tx: Tx, cache_key: str, org_id: str, client_id: str, usage: Usage, period: str,
-                 product_id: str | None) -> StoredRelease | None:
-    """A stored release for this cache key, billed as a cached call; None when there is none."""
-    found = find_release(tx, cache_key)
+                 product_id: str | None, known: StoredRelease | None = None) -> StoredRelease | None:
+    """A stored release for this cache key, billed as a cached call; None when there is none.
+    Releases never change once stored, so a caller may pass one it already read (`known`)."""
+    found = known or find_release(tx, cache_key)
     if found is None:
         return None
     check_can_release(tx, found.dataset, org_id)  # withdrawn data is no longer served (invariant 7)
