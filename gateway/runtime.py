@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gateway.clock import utc_now, utc_now_text
 from gateway.core.checks import CheckedPlan
-from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.metrics import STORE_OPERATIONS, Metrics
 from gateway.policyfiles import load_policies, shipped_policies_dir
@@ -67,7 +66,7 @@ class Runtime:
     client_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)  # releases in flight
     grant_cache: dict[str, tuple[float, list[Grant]]] = field(default_factory=dict)  # org -> (until, grants)
     releases: Bounded[str, StoredRelease] = field(default_factory=lambda: Bounded(4096))  # by cache key
-    checked_plans: Bounded[tuple[Plan, str, int], CheckedPlan] = field(default_factory=lambda: Bounded(1024))
+    checked_plans: Bounded[tuple[str, str, int], CheckedPlan] = field(default_factory=lambda: Bounded(1024))
     ready: bool = False
     draining: bool = False
     _key_file: str = ""

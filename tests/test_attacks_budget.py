@@ -2,8 +2,9 @@
 
 Concurrent distinct queries at a small remaining budget never overspend; idempotent replays
 never charge twice; a bank and an insurer whose grants cover the same people cannot add their
-budgets up past the shared pool's cap; a query stopped between its reservation and the data
-gives its reservation back, and whatever touched the data stays charged.
+budgets up past the shared pool's cap, and the pool's refusal leaves no part of a reservation
+behind on their grants; queries racing a suspension leave nothing reserved, and whatever
+passed the point of no refund stays charged but unbilled.
 """
 
 from __future__ import annotations
@@ -69,13 +70,46 @@ def assert_nothing_left_reserved(gw: Gateway, client: str) -> None:
         assert Decimal(str(line["epsilon_remaining"])) == expected, line
 
 
+def set_pool_cap(gw: Gateway, cap: Decimal) -> None:
+    """The bureau lowers social_insurance's global cap; the pool's cap is the smallest of its datasets'."""
+    doc = gw.api("GET", "/v1/datasets/social_insurance/policy", "demo-bureau").json["document"]
+    doc["budget"]["global_cap"] = str(cap)
+    reply = gw.api("PUT", "/v1/datasets/social_insurance/policy", "demo-bureau", json.dumps(doc).encode())
+    assert reply.status == 200 and reply.json["published"] is True, reply.body[:300]
+
+
+def pool_spent(gw: Gateway) -> Decimal:
+    """Everything charged to the pool this period: the two requesters are its only spenders here."""
+    lines = [line for c in (BANK, INSURER) for d, line in budget(gw, c).items() if d in POOL]
+    return sum((Decimal(str(line["epsilon_spent"])) for line in lines), Decimal(0))
+
+
+def spend_down_to(gw: Gateway, client: str, dataset: str, column: str, left: Decimal) -> Decimal:
+    """Spend a grant down to `left` with distinct queries at the policy's largest epsilon (2.0)."""
+    to_spend = Decimal(str(budget(gw, client)[dataset]["epsilon_remaining"])) - left
+    whole, rest = divmod(to_spend, 2)
+    epsilons = [Decimal(2)] * int(whole) + ([rest] if rest else [])
+    replies = in_parallel([lambda i=i, e=e: ask(gw, client, dataset, distinct_count(dataset, column, 200 + i), float(e))
+                           for i, e in enumerate(epsilons)])
+    assert all(r.status == 200 for r in replies), [r.body[:200] for r in replies]
+    return to_spend
+
+
+def test_the_same_question_from_two_requesters_is_charged_twice(gw: Gateway) -> None:
+    """R-DP-05, R-DP-13: bank and insurer asking one question get independent noise, each paying
+    from its own grant and both from the shared pool, so pooling answers is bounded by the pool."""
+    sql = "SELECT sex, SUM(income) AS s FROM residents WHERE age >= 65 GROUP BY sex"
+    pool_before = pool_spent(gw)
+    replies = [ask(gw, client, "residents", sql, 0.5) for client in (BANK, INSURER)]
+    assert all(r.status == 200 and r.json["cached"] is False and r.json["epsilon_spent"] == 0.5 for r in replies)
+    assert replies[0].json["rows"] != replies[1].json["rows"], "noise derived from the question"
+    assert pool_spent(gw) == pool_before + 1
+
+
 def test_concurrent_distinct_queries_never_overspend(gw: Gateway) -> None:
     """R-BU-02: 16 different queries at once against 2.0 left: exactly six fit at 0.3."""
     start = budget(gw, BANK)["residents"]
-    down_to = Decimal(str(start["epsilon_remaining"])) - 2
-    big = in_parallel([lambda i=i: ask(gw, BANK, "residents", distinct_count("residents", "age", i), 2.0)
-                       for i in range(int(down_to / 2))])
-    assert all(r.status == 200 for r in big), [r.body[:200] for r in big]
+    spent_first = spend_down_to(gw, BANK, "residents", "age", Decimal(2))
     usage_before = usage_count(gw, BANK)
     replies = in_parallel([lambda i=i: ask(gw, BANK, "residents", distinct_count("residents", "age", 50 + i), 0.3)
                            for i in range(16)])
@@ -83,7 +117,7 @@ def test_concurrent_distinct_queries_never_overspend(gw: Gateway) -> None:
     assert codes == [200] * 6 + [403] * 10, codes
     assert all(r.json["code"] == "budget_exhausted" for r in replies if r.status == 403)
     after = budget(gw, BANK)["residents"]
-    assert Decimal(str(after["epsilon_spent"])) == Decimal(str(start["epsilon_spent"])) + down_to + Decimal("1.8")
+    assert Decimal(str(after["epsilon_spent"])) == Decimal(str(start["epsilon_spent"])) + spent_first + Decimal("1.8")
     assert after["epsilon_spent"] <= after["epsilon_limit"]
     assert usage_count(gw, BANK) == usage_before + 6
     assert_nothing_left_reserved(gw, BANK)
@@ -102,20 +136,6 @@ def test_idempotent_replays_never_charge(gw: Gateway) -> None:
     assert sum(r.header("Idempotent-Replayed") != "true" for r in ok) == 1
     assert budget(gw, INSURER)["vehicles"]["epsilon_spent"] == pytest.approx(before + 0.5)
     assert usage_count(gw, INSURER) == usage_before + 1
-
-
-def set_pool_cap(gw: Gateway, cap: Decimal) -> None:
-    """The bureau lowers social_insurance's global cap; the pool's cap is the smallest of its datasets'."""
-    doc = gw.api("GET", "/v1/datasets/social_insurance/policy", "demo-bureau").json["document"]
-    doc["budget"]["global_cap"] = str(cap)
-    reply = gw.api("PUT", "/v1/datasets/social_insurance/policy", "demo-bureau", json.dumps(doc).encode())
-    assert reply.status == 200 and reply.json["published"] is True, reply.body[:300]
-
-
-def pool_spent(gw: Gateway) -> Decimal:
-    """Everything charged to the pool this period: the two requesters are its only spenders here."""
-    lines = [line for c in (BANK, INSURER) for d, line in budget(gw, c).items() if d in POOL]
-    return sum((Decimal(str(line["epsilon_spent"])) for line in lines), Decimal(0))
 
 
 def test_colluding_requesters_cannot_pass_the_pools_cap(gw: Gateway) -> None:
@@ -154,7 +174,7 @@ def status_changes(gw: Gateway, dataset: str) -> list[tuple[int, str, str]]:
 
 
 @pytest.mark.slow
-def test_a_suspension_mid_stream_returns_unused_reservations(gw: Gateway) -> None:
+def test_a_suspension_mid_stream_neither_leaks_nor_loses_a_charge(gw: Gateway) -> None:
     """R-BU-01, R-BU-07: queries racing a suspension are answered, refused 409 or failed 500;
     spend equals exactly what was answered or failed, nothing stays reserved, and no release
     commits between the suspension and the resumption."""
@@ -177,6 +197,8 @@ def test_a_suspension_mid_stream_returns_unused_reservations(gw: Gateway) -> Non
     codes = [r.status for r in replies]
     assert set(codes) <= {200, 409, 500} and 409 in codes, codes
     assert all(r.json["code"] == "dataset_suspended" for r in replies if r.status == 409)
+    failures = {json.dumps({k: v for k, v in r.json.items() if k != "instance"}) for r in replies if r.status == 500}
+    assert len(failures) <= 1 and all('"code": "release_failed"' in f for f in failures), failures  # R-DP-11
     charged = sum(1 for c in codes if c in (200, 500))
     assert budget(gw, BANK)["enterprises"]["epsilon_spent"] == pytest.approx(before + 0.1 * charged)
     assert usage_count(gw, BANK) == usage_before + codes.count(200), "a failure was billed"

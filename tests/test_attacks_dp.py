@@ -241,7 +241,8 @@ def test_no_exact_count_reaches_anyone_but_the_bureau(gw: Gateway, demo_data: Pa
         "usage": gw.api("GET", "/v1/usage", "demo-bureau"), "invoice": gw.api("GET", f"/v1/invoices/{period}", INSURER),
         "catalog": gw.api("GET", "/v1/datasets", INSURER), "products": gw.api("GET", "/v1/products", INSURER),
         "metrics": gw.api("GET", "/metrics", "demo-ops"), "readyz": gw.api("GET", "/readyz"),
-        "budget": gw.api("GET", "/v1/budget", INSURER), "revenue": gw.api("GET", f"/v1/revenue/{period}", "demo-bureau"),
+        "budget": gw.api("GET", "/v1/budget", INSURER),
+        "revenue": gw.api("GET", f"/v1/revenue/{period}", "demo-bureau"),
         "snapshots as merchant": gw.api("GET", "/v1/datasets/residents/snapshots", "demo-merchant"),
         "snapshots as another department": gw.api("GET", "/v1/datasets/residents/snapshots", "demo-source-amr"),
     }

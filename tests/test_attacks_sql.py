@@ -8,12 +8,14 @@ OpenDP, polars or a traceback in the answer.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from tests.support import Gateway, Reply, seed_demo_data
@@ -189,6 +191,28 @@ def test_json_plans_cannot_smuggle_fields_or_hidden_columns(gw: Gateway) -> None
         reply = post(gw, "/v1/queries", {"dataset": "residents", "plan": plan, "epsilon": 0.1})
         assert_refused(reply, code, why)
     assert ledger_state(gw) == before
+
+
+def test_errors_are_no_oracle_for_who_exists(gw: Gateway, demo_data: Path) -> None:
+    """A real person's id and a made-up one get the same refusal, word for word (R-DP-03, R-DP-10)."""
+    real = pl.read_parquet(demo_data / "residents.parquet", columns=["person_id"])["person_id"][0]
+    replies = []
+    for person in (real, "P9999999"):
+        for sql in (f"SELECT COUNT(*) FROM residents WHERE person_id = '{person}'",
+                    f"SELECT SUM(income) FROM residents WHERE township = 'Lingxi' OR person_id IN ('{person}')"):
+            reply = post(gw, "/v1/queries", {"dataset": "residents", "sql": sql, "epsilon": 0.1})
+            replies.append({k: v for k, v in reply.json.items() if k != "instance"})
+    assert replies[:2] == replies[2:] and all(r["code"] == P for r in replies)
+    assert real not in json.dumps(replies)
+
+
+def test_a_refusal_does_not_depend_on_what_was_asked_before(gw: Gateway) -> None:
+    """`age = TRUE` is refused; it stays refused after someone asked `age = 1` (TRUE == 1 in
+    Python), so a requester cannot probe the gateway's caches for others' questions."""
+    for literal, status in (("TRUE", 422), ("1", 200), ("TRUE", 422), ("FALSE", 422), ("0", 200), ("FALSE", 422)):
+        sql = f"SELECT COUNT(*) AS n FROM residents WHERE age = {literal}"
+        reply = post(gw, "/v1/queries", {"dataset": "residents", "sql": sql, "epsilon": 0.05})
+        assert reply.status == status, (literal, reply.body[:200])
 
 
 @pytest.mark.parametrize(("why", "body", "status"), [

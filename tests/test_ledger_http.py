@@ -111,6 +111,9 @@ def test_budget_exhausted_is_403_and_exact(gw: Gateway) -> None:
     codes = [r.status for r in replies]
     assert codes.count(200) == fit and codes.count(403) == 6, codes
     assert all(r.json["code"] == "budget_exhausted" for r in replies if r.status == 403)
+    # R-BU-08: the requester's own remaining budget rides along, and no row count does.
+    assert all(0 <= r.json["epsilon_remaining"] < eps for r in replies if r.status == 403)
+    assert all(r.header("Server") == "county-gateway" for r in replies)
     after = {d["dataset"]: d for d in gw.api("GET", "/v1/budget", "demo-insurer").json["datasets"]}["vehicles"]
     assert after["epsilon_spent"] <= after["epsilon_limit"]
     assert after["epsilon_spent"] == pytest.approx(b["epsilon_spent"] + fit * eps)

@@ -31,12 +31,18 @@ def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
         app.router.add_route(spec.method, spec.path, guarded(spec), name=spec.name)
 
 
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No library or Python versions in the Server header."""
+    response.headers["Server"] = "county-gateway"
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
     """An app over `runtime` (opened from settings when not given); closes what it opened."""
     app = web.Application(middlewares=list(MIDDLEWARES), client_max_size=settings.max_body_bytes)
     routes = all_routes()
     add_routes(app, routes)
     setup_rate_limits(app, settings)
+    app.on_response_prepare.append(_plain_server_header)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         rt: Runtime = runtime if runtime is not None else await asyncio.to_thread(open_runtime, settings)

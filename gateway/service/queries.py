@@ -118,8 +118,12 @@ def _pool_cap(runtime: Runtime, policy: DatasetPolicy) -> int:
 
 
 def _checked(runtime: Runtime, plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
-    """check_plan is pure: its verdict holds for the same plan, policy version and limit."""
-    key = (plan, policy.version, limit)
+    """check_plan is pure: its verdict holds for the same plan, policy version and limit.
+
+    Keyed by the plan's repr, not the plan: dataclass equality takes `age = TRUE` for `age = 1`
+    (True == 1), so a refusal would turn into an answer once someone else had asked the other.
+    """
+    key = (repr(plan), policy.version, limit)
     found = runtime.checked_plans.get(key)
     if found is None:
         found = check_plan(plan, policy, from_nano(limit))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core.budget import nano_to_float
 from gateway.errors import (
     BudgetExhausted,
     DatasetSuspended,
@@ -116,7 +117,12 @@ def reserve(tx: Tx, r: Reservation) -> None:
                 json.dumps([a.name for a in r.accounts]), now, now))
     for account in r.accounts:
         if not _charge(tx, account, r.period, r.epsilon_nano):
-            raise BudgetExhausted(_exhausted_detail(account))  # the transaction rolls back whole
+            # The transaction rolls back whole. The requester's own remaining budget rides along
+            # (R-BU-08): the requester can read it anyway, and it depends on charges, not data.
+            grant = r.accounts[0]
+            _cap, spent, reserved = account_usage(tx, [grant.name], r.period).get(grant.name, (0, 0, 0))
+            remaining = max(grant.cap_nano - spent - reserved, 0)
+            raise BudgetExhausted(_exhausted_detail(account), extra={"epsilon_remaining": nano_to_float(remaining)})
 
 
 def _exhausted_detail(account: Account) -> str:
