@@ -141,7 +141,12 @@ class Plan:
         }
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(canonical_json(self.canonical()).encode()).hexdigest()
+        # Memoized beside the fields (a plan is immutable); dataclass eq, hash and repr ignore it.
+        known: str | None = self.__dict__.get("_fingerprint")
+        if known is None:
+            known = hashlib.sha256(canonical_json(self.canonical()).encode()).hexdigest()
+            object.__setattr__(self, "_fingerprint", known)
+        return known
 
 
 def decimal_text(value: Decimal) -> str:

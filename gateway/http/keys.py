@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from gateway.runtime import Runtime
@@ -11,3 +13,5 @@ RUNTIME = web.AppKey("runtime", Runtime)
 REQUEST_ID = web.RequestKey("request_id", str)
 ERROR_CODE = web.RequestKey("error_code", str)
 DATASET = web.RequestKey("dataset", str)
+# On a DP answer's response: outcome, epsilon, dataset and policy version, for the access log.
+RELEASE_LOG = web.ResponseKey("release_log", dict[str, Any])

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.http.keys import DATASET, ERROR_CODE, REQUEST_ID, RUNTIME
+from gateway.http.keys import DATASET, ERROR_CODE, RELEASE_LOG, REQUEST_ID, RUNTIME
 from gateway.http.problems import Handler
 from gateway.http.routing import PRINCIPAL
 from gateway.ids import new_id
@@ -89,20 +89,5 @@ def _served(runtime: Runtime, dataset: Any) -> str | None:
 
 
 def _release_fields(response: web.StreamResponse | None) -> dict[str, Any]:
-    """The charge of a DP answer, from its API.md fields; {} for every other response."""
-    if not isinstance(response, web.Response) or response.status != 200:
-        return {}
-    body = response.body
-    if not isinstance(body, bytes) or b'"query_id"' not in body or b'"epsilon_spent"' not in body:
-        return {}
-    try:
-        answer = json.loads(body)
-        replayed = response.headers.get("Idempotent-Replayed") == "true"
-        cached = bool(answer["cached"])
-        return {
-            "dataset": answer["dataset"], "policy_version": answer.get("policy_version"),
-            "outcome": "replayed" if replayed else "cached" if cached else "released",
-            "epsilon": 0.0 if replayed or cached else float(answer["epsilon_spent"]),
-        }
-    except (ValueError, KeyError, TypeError):
-        return {}
+    """The charge of a DP answer as its handler recorded it; {} for every other response."""
+    return dict(response.get(RELEASE_LOG, {})) if response is not None else {}

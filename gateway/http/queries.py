@@ -16,7 +16,7 @@ from gateway.core.plan import Plan
 from gateway.core.sql import parse_sql
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.http.body import json_object, only_fields
-from gateway.http.keys import DATASET, RUNTIME
+from gateway.http.keys import DATASET, RELEASE_LOG, RUNTIME
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views
@@ -76,8 +76,10 @@ def idempotency_key(request: web.Request) -> str | None:
 
 
 def reply(answer: QueryReply) -> web.Response:
-    return web.Response(status=answer.status, body=answer.body, headers=answer.headers,
-                        content_type="application/json" if answer.status < 400 else "application/problem+json")
+    response = web.Response(status=answer.status, body=answer.body, headers=answer.headers,
+                            content_type="application/json" if answer.status < 400 else "application/problem+json")
+    response[RELEASE_LOG] = answer.log
+    return response
 
 
 @route("POST", "/v1/queries", {"requester"})
@@ -93,7 +95,7 @@ async def post_query(request: web.Request) -> web.Response:
         plan = plan_from_body(body, runtime.settings.max_sql_chars)
         enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         answer = await run_query(runtime, who, plan, idempotency_key=key,
-                                 request_fingerprint=request_fingerprint(request.path, body))
+                                 request_fingerprint=lambda: request_fingerprint(request.path, body))
     except GatewayError as exc:
         await record_refusal(runtime, who, dataset if dataset in runtime.registry.policies else None, exc)
         raise

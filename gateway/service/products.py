@@ -238,4 +238,4 @@ async def invoke(runtime: Runtime, who: Principal, product: store_products.Produ
     call = ProductCall(product.product_id, v.version, int(v.definition["price_minor"]), v.definition["currency"],
                        product.merchant_org)
     return await run_query(runtime, who, plan, product=call, idempotency_key=idempotency_key,
-                           request_fingerprint=fingerprint)
+                           request_fingerprint=lambda: fingerprint)

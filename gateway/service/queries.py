@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ class QueryReply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    log: dict[str, Any] = field(default_factory=dict)  # outcome, epsilon... for the access log
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class _Context:
         parts = [self.cache_scope, self.plan.fingerprint(), self.policy.version, snapshot_id, self.period,
                  self.product.product_id if self.product else ""]
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def log(self, outcome: str, epsilon_nano: int) -> dict[str, Any]:
+        return {"dataset": self.plan.dataset, "policy_version": self.policy.version, "outcome": outcome,
+                "epsilon": nano_to_float(epsilon_nano)}
 
     def usage(self, cached: bool) -> ledger.Usage:
         if self.product is not None:
@@ -148,15 +154,16 @@ async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: Product
 
 
 async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: ProductCall | None = None,
-                    idempotency_key: str | None = None, request_fingerprint: str = "") -> QueryReply:
+                    idempotency_key: str | None = None,
+                    request_fingerprint: Callable[[], str] = lambda: "") -> QueryReply:
     started = time.monotonic()
     ctx = await prepare(runtime, who, plan, product, idempotency_key)
     if idempotency_key:
-        replay = await runtime.store.write(idempotency.claim, who.org_id, idempotency_key, request_fingerprint,
+        replay = await runtime.store.write(idempotency.claim, who.org_id, idempotency_key, request_fingerprint(),
                                            runtime.settings.idempotency_ttl_hours)
         if replay is not None:
             runtime.metrics.release(plan.dataset, "replayed")
-            return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED))
+            return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED), ctx.log("replayed", 0))
     query_id = new_id()
     try:
         cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
@@ -166,7 +173,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             runtime.releases.put(cache_key, release)
             runtime.metrics.release(plan.dataset, "cached")
             runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
-            return QueryReply(200, body.encode())
+            return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
         await runtime.store.write(_reserve, ctx, query_id)
     except BaseException:
         if idempotency_key:
@@ -225,7 +232,7 @@ async def _release(runtime: Runtime, ctx: _Context, query_id: str, started: floa
     runtime.metrics.charged(dataset, nano_to_float(ctx.epsilon_nano))
     runtime.metrics.billed(dataset, usage.price_minor, usage.currency)
     await pad_response(runtime, started)
-    return QueryReply(200, body.encode())
+    return QueryReply(200, body.encode(), log=ctx.log("released", ctx.epsilon_nano))
 
 
 def _fail(tx: Tx, ctx: _Context, query_id: str, failure_body: str) -> None:
