@@ -193,3 +193,30 @@ def test_every_release_is_in_the_verified_audit_chain(store: Store) -> None:
 
     assert store.run_sync(kinds, write=False).count("release.committed") == 3
     assert utc_now_text()
+
+
+def test_a_lifetime_account_does_not_renew_with_the_period(store: Store) -> None:
+    """Monthly caps renew; a pool's lifetime cap spans every period (docs/security.md)."""
+    lifetime = ledger.Account("pool-lifetime:people", 3 * NANO, ledger.LIFETIME)
+
+    def reservation(period: str) -> ledger.Reservation:
+        return ledger.Reservation(uuid.uuid4().hex, "bank", "bank-client", "residents", None, period, 2 * NANO,
+                                  (ledger.Account("grant:bank:residents", 10 * NANO), lifetime))
+
+    first = reservation("2026-11")
+    store.run_sync(ledger.reserve, first)
+    store.run_sync(ledger.mark_executing, first.query_id, "bank")
+    store.run_sync(ledger.commit_release, _commit(first))
+    with pytest.raises(BudgetExhausted, match="for good"):
+        store.run_sync(ledger.reserve, reservation("2026-12"))  # a new month, the same people
+    used = store.run_sync(ledger.account_usage, ["pool-lifetime:people"], ledger.LIFETIME, write=False)
+    assert used["pool-lifetime:people"] == (3 * NANO, 2 * NANO, 0)
+    december = store.run_sync(ledger.account_usage, ["grant:bank:residents"], "2026-12", write=False)
+    assert december == {}, "the refused charge left a December row behind"
+    returned = reservation("2026-12")
+    lifetime_small = ledger.Reservation(returned.query_id, "bank", "bank-client", "residents", None, "2026-12",
+                                        NANO, returned.accounts)
+    store.run_sync(ledger.reserve, lifetime_small)
+    assert store.run_sync(ledger.return_reservation, lifetime_small.query_id)
+    assert store.run_sync(ledger.account_usage, ["pool-lifetime:people"], ledger.LIFETIME,
+                          write=False)["pool-lifetime:people"] == (3 * NANO, 2 * NANO, 0)

@@ -101,6 +101,7 @@ class DatasetPolicy:
     private_keys_delta: Decimal
     max_cells: int
     global_cap: Decimal
+    lifetime_cap: Decimal | None
     pool: str
     default_grant: Decimal
     cache_scope: Literal["requester", "dataset"]
@@ -336,6 +337,9 @@ def _check_epsilon(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> N
     if sound("budget", "global_cap") and _dec(doc["budget"]["global_cap"]) < hi:
         problems.add(("budget", "global_cap"),
                      "budget.global_cap is smaller than one query's epsilon.max")
+    if (sound("budget", "global_cap") and sound("budget", "lifetime_cap")
+            and _dec(doc["budget"]["lifetime_cap"]) < _dec(doc["budget"]["global_cap"])):
+        problems.add(("budget", "lifetime_cap"), "budget.lifetime_cap is smaller than budget.global_cap")
 
 
 def _check_shares(doc: dict[str, Any], problems: _Problems, sound: _Sound) -> None:
@@ -436,6 +440,7 @@ def _build(doc: dict[str, Any]) -> DatasetPolicy:
         private_keys_allowed=pk["allowed"], private_keys_delta=_dec(pk.get("delta", "0")),
         max_cells=doc.get("max_cells", 1000),
         global_cap=_dec(budget["global_cap"]), pool=budget.get("pool", doc["dataset"]),
+        lifetime_cap=_dec(budget["lifetime_cap"]) if "lifetime_cap" in budget else None,
         default_grant=_dec(budget.get("default_grant", "10")),
         cache_scope=doc.get("cache_scope", "requester"),
         pricing=Pricing(pricing.get("currency", "CNY"), pricing["per_call_minor"],

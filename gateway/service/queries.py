@@ -118,10 +118,16 @@ async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product: 
     return _grant_limit(grants, dataset, product)
 
 
-def _pool_cap(runtime: Runtime, policy: DatasetPolicy) -> int:
-    """Datasets about the same people share one global pool: its cap is the smallest of theirs."""
-    caps = [_cap_nano(p.global_cap) for p in runtime.registry.policies.values() if p.pool == policy.pool]
-    return min(caps)
+def _pool_accounts(runtime: Runtime, policy: DatasetPolicy) -> tuple[ledger.Account, ...]:
+    """Datasets about the same people share one pool: a cap per period, the smallest of their
+    global caps, and — where any member sets one — a lifetime cap that never renews."""
+    members = [p for p in runtime.registry.policies.values() if p.pool == policy.pool]
+    accounts: tuple[ledger.Account, ...] = (
+        ledger.Account(f"pool:{policy.pool}", min(_cap_nano(p.global_cap) for p in members)),)
+    lifetime = [_cap_nano(p.lifetime_cap) for p in members if p.lifetime_cap is not None]
+    if lifetime:
+        accounts += (ledger.Account(f"pool-lifetime:{policy.pool}", min(lifetime), ledger.LIFETIME),)
+    return accounts
 
 
 _cap_nano = functools.lru_cache(maxsize=256)(to_nano)  # policy caps are few and fixed: convert each once
@@ -150,8 +156,7 @@ async def prepare(runtime: Runtime, who: Principal, plan: Plan, product: Product
     limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
     checked = _checked(runtime, plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
-    accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit),
-                ledger.Account(f"pool:{policy.pool}", _pool_cap(runtime, policy)))
+    accounts = (ledger.Account(f"grant:{who.org_id}:{policy.dataset}", limit), *_pool_accounts(runtime, policy))
     scope = who.org_id if policy.cache_scope == "requester" else "*"
     return _Context(who, checked, policy, product, period_at(time.time(), runtime.settings.zone), epsilon_nano,
                     accounts, scope, idem_key)

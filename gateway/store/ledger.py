@@ -28,10 +28,15 @@ from gateway.store.db import Tx
 
 @dataclass(frozen=True)
 class Account:
-    """One budget account charged by a query: the requester's grant, or a dataset pool."""
+    """One budget account charged by a query: the requester's grant, or a dataset pool.
+    `period` is the query's own unless set (a pool's lifetime account lives in `LIFETIME`)."""
 
     name: str
     cap_nano: int
+    period: str | None = None
+
+
+LIFETIME = "all"
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,9 @@ def reserve(tx: Tx, r: Reservation) -> None:
     tx.execute("INSERT INTO queries (query_id, org_id, client_id, dataset, product_id, period, epsilon_nano, "
                "accounts, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)",
                (r.query_id, r.org_id, r.client_id, r.dataset, r.product_id, r.period, r.epsilon_nano,
-                json.dumps([a.name for a in r.accounts]), now, now))
+                json.dumps([[a.name, a.period or r.period] for a in r.accounts]), now, now))
     for account in r.accounts:
-        if not _charge(tx, account, r.period, r.epsilon_nano):
+        if not _charge(tx, account, account.period or r.period, r.epsilon_nano):
             # The transaction rolls back whole. The requester's own remaining budget rides along
             # (R-BU-08): the requester can read it anyway, and it depends on charges, not data.
             grant = r.accounts[0]
@@ -129,12 +134,14 @@ def reserve(tx: Tx, r: Reservation) -> None:
 
 
 def _exhausted_detail(account: Account) -> str:
+    if account.name.startswith("pool-lifetime:"):
+        return "The privacy budget of the people in this dataset is spent for good."
     if account.name.startswith("pool:"):
         return "The dataset's privacy budget for this period is spent."
     return "This query would pass your privacy budget for this period."
 
 
-def _move(tx: Tx, query_id: str, frm: Sequence[str], to: str) -> tuple[str, str, int, list[str]] | None:
+def _move(tx: Tx, query_id: str, frm: Sequence[str], to: str) -> tuple[str, str, int, list[list[str]]] | None:
     """Change a query's state if it is in one of `frm`; its (dataset, period, epsilon, accounts)."""
     row = tx.one("SELECT dataset, period, epsilon_nano, accounts, state FROM queries WHERE query_id = ?"
                  + _lock(tx), (query_id,))
@@ -153,9 +160,10 @@ def mark_executing(tx: Tx, query_id: str, org_id: str) -> None:
         raise Forbidden("the reservation is no longer held")
 
 
-def _settle(tx: Tx, accounts: list[str], period: str, epsilon_nano: int, *, spend: bool) -> None:
+def _settle(tx: Tx, accounts: list[list[str]], epsilon_nano: int, *, spend: bool) -> None:
+    """Move a query's reservation on each (account, period) it charged to spent, or back."""
     spent = epsilon_nano if spend else 0
-    for name in accounts:
+    for name, period in accounts:
         tx.execute("UPDATE budget_accounts SET reserved_nano = reserved_nano - ?, spent_nano = spent_nano + ? "
                    "WHERE account = ? AND period = ?", (epsilon_nano, spent, name, period))
 
@@ -165,8 +173,8 @@ def return_reservation(tx: Tx, query_id: str) -> bool:
     moved = _move(tx, query_id, ("reserved",), "released")
     if moved is None:
         return False
-    _dataset, period, eps, accounts = moved
-    _settle(tx, accounts, period, eps, spend=False)
+    _dataset, _period, eps, accounts = moved
+    _settle(tx, accounts, eps, spend=False)
     return True
 
 
@@ -175,8 +183,8 @@ def spend_without_release(tx: Tx, query_id: str, actor: str) -> bool:
     moved = _move(tx, query_id, ("reserved", "executing"), "spent_no_release")
     if moved is None:
         return False
-    dataset, period, eps, accounts = moved
-    _settle(tx, accounts, period, eps, spend=True)
+    dataset, _period, eps, accounts = moved
+    _settle(tx, accounts, eps, spend=True)
     audit.append(tx, "release.failed", actor, query_id, {"dataset": dataset, "epsilon_nano": eps})
     return True
 
@@ -207,8 +215,8 @@ def commit_release(tx: Tx, c: Commit) -> str:
     moved = _move(tx, c.query_id, ("executing",), "committed")
     if moved is None:
         raise Forbidden("the reservation is no longer held")
-    _dataset, period, eps, accounts = moved
-    _settle(tx, accounts, period, eps, spend=True)
+    _dataset, _period, eps, accounts = moved
+    _settle(tx, accounts, eps, spend=True)
     now = utc_now_text()
     tx.execute("INSERT INTO releases (query_id, cache_key, org_id, dataset, product_id, plan_fingerprint, "
                "policy_version, snapshot_id, period, epsilon_nano, result, accuracy, release_hash, created_at) "

@@ -55,7 +55,8 @@ CREATE TABLE grants (
 );
 CREATE INDEX grants_by_org ON grants (org_id, dataset);
 
--- One row per budget account and period: 'grant:<org>:<dataset>' or 'pool:<pool>'.
+-- One row per budget account and period: 'grant:<org>:<dataset>', 'pool:<pool>', or
+-- 'pool-lifetime:<pool>' in the period 'all'.
 -- A charge is one conditional update; the CHECK is the last line of defence.
 CREATE TABLE budget_accounts (
     account TEXT NOT NULL,
