@@ -135,6 +135,7 @@ def recover_interrupted(store: Store, lease_seconds: int) -> tuple[int, int]:
     def recover(tx: Tx) -> tuple[int, int]:
         counts = ledger.recover(tx, cutoff)
         idempotency.finish_interrupted(tx, failure, cutoff)
+        idempotency.purge_expired(tx)  # keys past their retention (at least 24 h) go at each start
         return counts
 
     return store.run_sync(recover)

@@ -25,6 +25,7 @@ from gateway.core.policy import DatasetPolicy
 from gateway.dp.outcome import Release
 from gateway.errors import Forbidden, GatewayError, ReleaseFailed, Unavailable
 from gateway.ids import new_id
+from gateway.metrics import REFUSAL_REASONS
 from gateway.runtime import Runtime
 from gateway.service.supply import current_snapshot_id
 from gateway.store import audit, idempotency, ledger
@@ -368,14 +369,9 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
     }
 
 
-_REFUSAL_REASONS = frozenset({
-    "invalid_request", "invalid_query", "policy_violation", "budget_exhausted", "forbidden",
-    "dataset_suspended", "dataset_withdrawn", "rate_limited", "unauthorized"})
-
-
 async def record_refusal(runtime: Runtime, who: Principal, dataset: str | None, error: GatewayError) -> None:
     """A refused query is metered and audited (its code only: never the SQL or a value)."""
-    if error.code not in _REFUSAL_REASONS:
+    if error.code not in REFUSAL_REASONS:  # the metric's bounded reasons are the refusals we record
         return
     runtime.metrics.refusal(dataset, error.code)
     await runtime.store.write(_audit_refusal, who.client_id, dataset or "", error.code)
@@ -389,5 +385,3 @@ def ensure_sandbox(runtime: Runtime) -> None:
     if runtime.sandbox is None:
         raise Unavailable("the sandbox is not running", retry_after=2)
 
-
-__all__ = ["GatewayError", "ProductCall", "QueryReply", "preview", "request_fingerprint", "run_query"]

@@ -40,9 +40,3 @@ def active_grants(tx: Tx, org_id: str, now: str) -> list[Grant]:
                   "AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) ORDER BY grant_id",
                   (org_id, now, now))
     return [Grant(*r) for r in rows]
-
-
-def dataset_limit(grants: list[Grant], dataset: str) -> int | None:
-    """The requester's epsilon limit per period on a dataset: the largest of its active grants."""
-    limits = [g.epsilon_limit_nano for g in grants if g.dataset == dataset]
-    return max(limits) if limits else None

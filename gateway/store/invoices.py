@@ -51,15 +51,6 @@ def _org_filter(alias: str, org_id: str | None) -> tuple[str, tuple[Any, ...]]:
     return (f" AND {alias}.org_id = ?", (org_id,)) if org_id is not None else ("", ())
 
 
-def assigned_items(tx: Tx, period: str, org_id: str | None) -> tuple[list[UsageItem], list[CreditItem]]:
-    """What a closed period's invoices hold."""
-    where, params = _org_filter("u", org_id)
-    usage = tx.all(_USAGE + " JOIN invoice_items i ON i.item_id = u.usage_id AND i.kind = 'usage' "
-                   "WHERE i.period = ?" + where, (period, *params))
-    where, params = _org_filter("c", org_id)
-    credits = tx.all(_CREDITS + " JOIN invoice_items i ON i.item_id = c.credit_id AND i.kind = 'credit' "
-                     "WHERE i.period = ?" + where, (period, *params))
-    return [_usage(r) for r in usage], [_credit(r) for r in credits]
 
 
 def open_items(tx: Tx, org_id: str | None, before: str | None = None) -> tuple[list[UsageItem], list[CreditItem]]:

@@ -73,11 +73,6 @@ def versions(tx: Tx, product_id: str) -> list[ProductVersion]:
     return [_version(r) for r in rows]
 
 
-def products_of(tx: Tx, merchant_org: str | None) -> list[Product]:
-    sql = "SELECT product_id, merchant_org, dataset, published_version, created_at FROM products"
-    rows = tx.all(sql + (" WHERE merchant_org = ?" if merchant_org else "") + " ORDER BY product_id",
-                  (merchant_org,) if merchant_org else ())
-    return [Product(r[0], r[1], r[2], int(r[3]) if r[3] is not None else None, r[4]) for r in rows]
 
 
 def published(tx: Tx) -> list[tuple[Product, ProductVersion]]:
