@@ -137,7 +137,7 @@ def bench_http(seconds: float, concurrency: int, data_dir: Path, rounds: int) ->
 def _charge_worker(dsn: str, state: str, clients: int, charges: int, out: Any) -> None:
     from gateway.errors import BudgetExhausted
     from gateway.store import ledger
-    from gateway.store.db import open_store
+    from gateway.store.schema import open_store
 
     store = open_store(dsn, Path(state), pool_size=min(clients, 16))
     ok = refused = 0
@@ -170,7 +170,7 @@ def _charge_worker(dsn: str, state: str, clients: int, charges: int, out: Any) -
 def bench_charges(kind: str, dsn: str, processes: int, clients: int, charges: int) -> dict[str, Any]:
     """Reservations of 1e-6 epsilon against a cap of 1e-3 that fits exactly 1000 of them."""
     from gateway.store import datasets, identity, ledger
-    from gateway.store.db import open_store
+    from gateway.store.schema import open_store
     from tests.store_support import postgres_schema
 
     state = tempfile.mkdtemp(prefix="bench-charges-")

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.store.db import Store, open_store
+from gateway.store.db import Store
+from gateway.store.schema import open_store
 
 
 @contextmanager

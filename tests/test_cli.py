@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import build_parser, main
+from gateway.cli.main import build_parser, main
 from gateway.data.demo import DATASETS, content_hash
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")

@@ -27,7 +27,7 @@ from gateway.data.connectors import postgres as pg_source
 from gateway.data.connectors.files import locate
 from gateway.data.validate import SnapshotRefused
 from gateway.policyfiles import load_policies, shipped_policies_dir
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.service.supply import activate_current_snapshots, current_snapshot_id, supply_of
 from gateway.store import snapshots as store
 from tests.fixtures.supply.harness import audit_entries, open_runtime_async

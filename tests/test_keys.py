@@ -19,7 +19,8 @@ import pytest
 
 from gateway.clock import utc_now, utc_text
 from gateway.store import identity
-from gateway.store.db import Store, open_store
+from gateway.store.db import Store
+from gateway.store.schema import open_store
 from tests.support import Gateway, call, jwt_parts, seed_demo_data
 
 TTL = 60

@@ -17,7 +17,7 @@ from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.validate import SnapshotRefused, inspect
 from gateway.policyfiles import load_policies, shipped_policies_dir
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.service.supply import (
     activate_current_snapshots,
     current_snapshot_id,

@@ -100,8 +100,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _sqlite_county(state: Path) -> None:
     """A store with the demo county's clients and grants, without starting a server."""
-    from gateway.demo_county import ensure_demo_county
-    from gateway.store.db import open_store
+    from gateway.cli.demo import ensure_demo_county
+    from gateway.store.schema import open_store
 
     store = open_store("", state)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.service.supply import activate_current_snapshots, current_snapshot_id
 from tests.fixtures.supply.harness import Client, audit_entries, open_runtime_async, same_json, serving
 from tests.support import Gateway, seed_demo_data

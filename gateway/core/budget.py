@@ -82,3 +82,33 @@ def period_bounds(period: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
     start = first.replace(tzinfo=zone)
     end = datetime(year, month, 1, tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+# Budget accounts, one row per account and period in the ledger. Their names are built here only.
+def grant_account(org_id: str, dataset: str) -> str:
+    """A requester's monthly account for one dataset (its grants' limit is the cap)."""
+    return f"grant:{org_id}:{dataset}"
+
+
+def pool_account(pool: str) -> str:
+    """The monthly account of every dataset about the same people (the pool's global cap)."""
+    return f"pool:{pool}"
+
+
+def pool_lifetime_account(pool: str) -> str:
+    """The pool's account that never renews (period LIFETIME_PERIOD)."""
+    return f"pool-lifetime:{pool}"
+
+
+def is_lifetime_account(name: str) -> bool:
+    return name.startswith("pool-lifetime:")
+
+
+def budget_line(dataset: str, period: str, cap_nano: int, spent_nano: int, reserved_nano: int) -> dict[str, object]:
+    """What a requester is shown of one account: the limit, what is spent, what remains.
+
+    Remaining is never negative: a cap lowered below what was already spent shows 0 left.
+    """
+    return {"dataset": dataset, "period": period, "epsilon_limit": nano_to_float(cap_nano),
+            "epsilon_spent": nano_to_float(spent_nano),
+            "epsilon_remaining": nano_to_float(max(cap_nano - spent_nano - reserved_nano, 0))}

@@ -26,6 +26,7 @@ from typing import Any
 
 from gateway.core.checks import CheckedPlan
 from gateway.core.policy import DatasetPolicy
+from gateway.dp import childproc
 from gateway.dp import worker as worker_main
 from gateway.dp.outcome import Release, SnapshotInvalid
 from gateway.dp.snapshot import prepare_main, storage_fingerprint
@@ -177,7 +178,7 @@ class Sandbox:
             outcome, value = await self._run(("release", checked, alpha))
         except _WorkerGone:
             raise ReleaseFailed() from None
-        if outcome != worker_main.OK:
+        if outcome != childproc.OK:
             raise ReleaseFailed()
         return value
 
@@ -187,8 +188,8 @@ class Sandbox:
         try:
             outcome, value = await self._run(("preview", checked, alpha))
         except _WorkerGone:
-            outcome, value = worker_main.FAILED, None
-        if outcome != worker_main.OK:
+            outcome, value = childproc.FAILED, None
+        if outcome != childproc.OK:
             raise Unavailable("The preview could not be computed.")
         return value
 
@@ -218,9 +219,9 @@ class Sandbox:
         except _WorkerGone:
             self._retire(w)
             raise SnapshotInvalid("the snapshot could not be prepared within the limits") from None
-        if outcome == worker_main.INVALID:
+        if outcome == childproc.INVALID:
             raise SnapshotInvalid(reason)
-        if outcome != worker_main.OK:
+        if outcome != childproc.OK:
             raise SnapshotInvalid("the snapshot could not be prepared")
         w.held[loaded.policy.dataset] = loaded
 
@@ -247,9 +248,9 @@ class Sandbox:
             raise SnapshotInvalid("the snapshot could not be prepared within the limits") from None
         finally:
             helper.kill()
-        if outcome == worker_main.INVALID:
+        if outcome == childproc.INVALID:
             raise SnapshotInvalid(reason)
-        if outcome != worker_main.OK:
+        if outcome != childproc.OK:
             raise SnapshotInvalid("the snapshot could not be prepared")
 
     async def _spawn(self) -> _Worker:
@@ -261,10 +262,10 @@ class Sandbox:
         w = _Worker(process, parent)
         ready = await asyncio.get_running_loop().run_in_executor(None, parent.poll, _START_TIMEOUT)
         try:
-            outcome = parent.recv() if ready else (worker_main.FAILED, "no answer")
+            outcome = parent.recv() if ready else (childproc.FAILED, "no answer")
         except (EOFError, OSError):
-            outcome = (worker_main.FAILED, "it exited")
-        if outcome[0] != worker_main.READY:
+            outcome = (childproc.FAILED, "it exited")
+        if outcome[0] != childproc.READY:
             w.kill()
             raise RuntimeError("a sandbox worker did not start: " + str(outcome[1]))
         self._workers.add(w)

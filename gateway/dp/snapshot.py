@@ -33,7 +33,7 @@ def prepare_main(conn: Connection, policy: DatasetPolicy, source: str, snapshot_
                  memory_mb: int) -> None:
     """Entry point of the short-lived process that prepares a snapshot, so that the memory of
     reading and converting it is given back to the system when it exits, not kept by a worker."""
-    from gateway.dp.worker import FAILED, INVALID, OK, limit_memory
+    from gateway.dp.childproc import FAILED, INVALID, OK, limit_memory
 
     limit_memory(memory_mb)
     try:

@@ -9,18 +9,12 @@ OpenDP's messages print the whole plan (R-DP-11).
 
 from __future__ import annotations
 
-import resource
 import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-# Messages (parent -> worker), each answered by exactly one reply:
-#   ("load", policy, source_path, snapshot_id)  -> ("ok", None) | ("invalid", reason)
-#   ("release", checked, alpha)                  -> ("ok", Release) | ("failed", None)
-#   ("preview", checked, alpha)                  -> ("ok", dict) | ("failed", None)
-#   ("stop",)                                    -> no reply; the process exits
-READY, OK, INVALID, FAILED = "ready", "ok", "invalid", "failed"
+from gateway.dp.childproc import FAILED, INVALID, OK, READY, limit_memory
 
 
 def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
@@ -40,16 +34,6 @@ def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
     conn.send((READY, None))
     _Worker(Path(cache_dir)).serve(conn)
 
-
-def limit_memory(memory_mb: int) -> None:
-    """A hard ceiling on private memory; the parent's watchdog enforces the per-call limit.
-
-    RLIMIT_DATA counts anonymous memory but not the memory-mapped snapshot files.
-    """
-    ceiling = memory_mb * 1024 * 1024 * 2
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    if hard == resource.RLIM_INFINITY or ceiling < hard:
-        resource.setrlimit(resource.RLIMIT_DATA, (ceiling, ceiling if hard != resource.RLIM_INFINITY else hard))
 
 
 class _Worker:

@@ -14,7 +14,10 @@ from gateway.http.problems import problem_middleware
 from gateway.http.ratelimit import setup_rate_limits
 from gateway.http.routing import Route, guarded
 from gateway.metrics import metrics_handler
-from gateway.runtime import Runtime, background, open_runtime, sandbox_running
+from gateway.runtime.open import open_runtime
+from gateway.runtime.parts import Runtime
+from gateway.runtime.tasks import background
+from gateway.service.lifecycle import sandbox_running
 from gateway.settings import Settings
 
 # Outermost first: the request id and access log see every response, including problems.

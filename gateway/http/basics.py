@@ -15,7 +15,7 @@ from gateway.http.routing import ANY_ROLE, PUBLIC, Route, route
 from gateway.service.identity import issue_token
 from gateway.service.supply import datasets_not_loaded
 from gateway.store import identity
-from gateway.store.db import pending_migrations
+from gateway.store.schema import pending_migrations
 
 
 @route("POST", "/oauth/token", PUBLIC)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
 # Per-request facts the access log reads after the handler ran.

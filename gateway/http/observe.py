@@ -23,7 +23,7 @@ from gateway.http.keys import DATASET, ERROR_CODE, RELEASE_LOG, REQUEST_ID, RUNT
 from gateway.http.problems import Handler
 from gateway.http.routing import PRINCIPAL
 from gateway.ids import new_id
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

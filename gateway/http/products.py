@@ -14,8 +14,8 @@ from gateway.http.queries import idempotency_key, reply
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import ANY_ROLE, Route, principal, route
 from gateway.service import products
+from gateway.service.admission import request_fingerprint
 from gateway.service.products import DRAFT_FIELDS
-from gateway.service.queries import request_fingerprint
 
 AUTHORS = frozenset({"merchant", "bureau"})
 

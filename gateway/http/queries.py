@@ -20,7 +20,9 @@ from gateway.http.keys import DATASET, RELEASE_LOG, RUNTIME
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views
-from gateway.service.queries import QueryReply, preview, record_refusal, request_fingerprint, run_query
+from gateway.service.admission import record_refusal, request_fingerprint
+from gateway.service.answers import QueryReply
+from gateway.service.queries import preview, run_query
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # R-ID-01: printable, at most 255
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")

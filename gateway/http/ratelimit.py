@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.auth.tokens import Principal
 from gateway.core.policy import DatasetPolicy
 from gateway.errors import RateLimited
 from gateway.http.keys import RUNTIME
 from gateway.settings import Settings
-from gateway.tokens import Principal
 
 MAX_BUCKETS = 100_000  # bounded memory: idle full buckets are dropped past this many
 

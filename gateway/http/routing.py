@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.auth.tokens import Principal
 from gateway.errors import Forbidden, Unauthorized
 from gateway.http.keys import RUNTIME
 from gateway.http.ratelimit import enforce_rate_limit
-from gateway.tokens import Principal
 
 PUBLIC: frozenset[str] = frozenset()
 ANY_ROLE = frozenset({"requester", "bureau", "source", "merchant", "ops"})
@@ -47,7 +47,7 @@ def authenticate(request: web.Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
     who = runtime.verifier.verify(token.strip())
-    if not runtime.active_clients.get(who.client_id, False):
+    if not runtime.registry.clients.get(who.client_id, False):
         raise Unauthorized()
     return who
 

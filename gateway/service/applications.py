@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text, utc_text
 from gateway.core.budget import to_nano
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
+from gateway.service.admission import AdmissionState
 from gateway.store import applications as store_apps
 from gateway.store import products as store_products
 from gateway.store.db import Tx
-from gateway.tokens import Principal
 
 AUTO_APPROVER = "policy:auto-approve"
 
@@ -177,5 +178,5 @@ async def revoke_grant(runtime: Runtime, who: Principal, grant_id: str, reason: 
         raise InvalidRequest("reason must be text of 1 to 2000 characters")
     await visible_grant(runtime, who, grant_id)
     await runtime.store.write(store_apps.revoke_grant, grant_id, who.client_id, reason.strip())
-    runtime.grant_cache.clear()  # at once here; other replicas within one poll interval
+    runtime.owned(AdmissionState).grants.clear()  # at once here; other replicas within one poll interval
     return await get_grant(runtime, who, grant_id)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from gateway.auth.tokens import Principal
 from gateway.clock import utc_now
 from gateway.core.billing import (
     CreditItem,
@@ -26,12 +27,11 @@ from gateway.core.billing import (
 )
 from gateway.core.budget import period_of
 from gateway.errors import InvalidRequest, NotFound
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
 from gateway.store import invoices as store_invoices
 from gateway.store import products as store_products
 from gateway.store.db import Store, Tx
-from gateway.tokens import Principal
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 SYSTEM = "system:billing"

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.core.policy import DatasetPolicy, parse_policy
 from gateway.core.policydiff import policy_diff
 from gateway.errors import Located, NotFound, PolicyInvalid, Unprocessable
 from gateway.policyfiles import policy_schema
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.store import circulation as store_circulation
 from gateway.store.db import Store
-from gateway.tokens import Principal
 
 
 def may_manage(runtime: Runtime, who: Principal, dataset: str) -> DatasetPolicy:

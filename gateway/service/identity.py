@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.auth.secrets import DUMMY_HASH, verify_secret
 from gateway.errors import Unauthorized
-from gateway.runtime import Runtime
-from gateway.secrets import DUMMY_HASH, verify_secret
+from gateway.runtime.parts import Runtime
 from gateway.store import audit, identity
 from gateway.store.db import Tx
 

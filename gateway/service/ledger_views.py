@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.clock import utc_now_text
 from gateway.core.budget import nano_to_float
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx

@@ -15,6 +15,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.core.budget import nano_to_float, to_nano
 from gateway.core.checks import check_plan
 from gateway.core.plan import Plan
@@ -22,12 +23,13 @@ from gateway.core.policy import DatasetPolicy
 from gateway.core.products import Template, bind, bind_values, draft_template, parse_parameters, parse_template
 from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
+from gateway.service.admission import ProductCall
+from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
-from gateway.service.queries import ProductCall, QueryReply, run_query
+from gateway.service.queries import run_query
 from gateway.store import products as store_products
 from gateway.store.db import Tx
-from gateway.tokens import Principal
 
 PRODUCT_ID = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")

@@ -11,12 +11,12 @@ import asyncio
 import re
 from typing import Any
 
+from gateway.auth.secrets import hash_secret, new_secret
+from gateway.auth.tokens import Principal
 from gateway.errors import InvalidRequest, NotFound
-from gateway.runtime import Runtime
-from gateway.secrets import hash_secret, new_secret
+from gateway.runtime.parts import Runtime
 from gateway.store import identity, requesters
 from gateway.store.db import Tx
-from gateway.tokens import Principal
 
 ORG_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 REGISTRABLE_KINDS = ("requester", "merchant")
@@ -116,4 +116,4 @@ async def set_client_status(runtime: Runtime, who: Principal, client_id: str, st
 
 async def _refresh_clients(runtime: Runtime) -> None:
     """This replica sees the change before the call returns; others at their next poll."""
-    runtime.active_clients = await runtime.store.read(identity.client_statuses)
+    runtime.registry.clients = await runtime.store.read(identity.client_statuses)

@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.auth.tokens import Principal
 from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.connectors import SourceUnavailable
@@ -31,10 +32,10 @@ from gateway.data.sources import Incoming, SourceMemory, pull, refresh_seconds, 
 from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
-from gateway.runtime import Runtime, task_running
+from gateway.runtime.parts import Runtime
+from gateway.runtime.tasks import task_running
 from gateway.store import snapshots as store
 from gateway.store.snapshots import SnapshotRecord
-from gateway.tokens import Principal
 
 log = logging.getLogger("gateway.supply")
 FOLLOW_SECONDS = 2.0
@@ -193,7 +194,6 @@ class Supply:
 
     def _publish(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
         self.served[policy.dataset] = Served(snapshot_id, path, policy.version)
-        self.runtime.snapshots[policy.dataset] = snapshot_id
         self.runtime.metrics.set_dataset_available(policy.dataset, True)
 
     async def _serve(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
@@ -327,9 +327,7 @@ class Supply:
 
 def supply_of(runtime: Runtime) -> Supply:
     """The runtime's Supply, created on first use."""
-    if runtime.supply is None:
-        runtime.supply = Supply(runtime)
-    return runtime.supply
+    return runtime.owned(Supply)
 
 
 async def activate_current_snapshots(runtime: Runtime) -> None:
@@ -354,7 +352,8 @@ def check_supplier(who: Principal, policy: DatasetPolicy) -> None:
 
 def current_snapshot_id(runtime: Runtime, dataset: str) -> str:
     """The snapshot this replica serves for `dataset`; 503 while it has none."""
-    snapshot_id = runtime.snapshots.get(dataset)
+    served = supply_of(runtime).served.get(dataset)
+    snapshot_id = served.snapshot_id if served is not None else ""
     if not snapshot_id:
         raise Unavailable(f"dataset {dataset!r} has no data loaded yet", retry_after=5)
     return snapshot_id

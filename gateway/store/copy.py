@@ -24,7 +24,8 @@ from psycopg_pool import PoolTimeout
 
 from gateway.errors import GatewayError
 from gateway.store import audit
-from gateway.store.db import Store, Tx, open_store
+from gateway.store.db import Store, Tx
+from gateway.store.schema import open_store
 
 # Bookkeeping of the migrations themselves: each store keeps its own dialect's names.
 NOT_COPIED = frozenset({"schema_migrations"})

@@ -6,11 +6,15 @@ once and kept only as a scrypt hash; both steps are audited.
 
 from __future__ import annotations
 
-from gateway.secrets import hash_secret, new_secret
+import argparse
+
+from gateway.auth.secrets import hash_secret, new_secret
+from gateway.cli.args import settings_of, state_args
 from gateway.settings import Settings
 from gateway.store import requesters
-from gateway.store.db import Tx, open_store
+from gateway.store.db import Tx
 from gateway.store.identity import ROLES
+from gateway.store.schema import open_store
 
 
 def add_client(settings: Settings, org_id: str, org_name: str, role: str, client_id: str) -> str:
@@ -30,3 +34,21 @@ def _add(tx: Tx, org_id: str, org_name: str, role: str, client_id: str, secret_h
     if org.kind != role:
         raise ValueError(f"organisation {org_id!r} is a {org.kind}, not a {role}")
     requesters.add_client(tx, client_id, org, secret_hash, "cli")
+
+
+def cmd_client_add(args: argparse.Namespace) -> int:
+    secret = add_client(settings_of(args, state_dir=args.state_dir), args.org, args.org_name or args.org,
+                        args.role, args.client_id)
+    print(f"client {args.client_id} ({args.role} of {args.org}); its secret, shown once:\n{secret}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    client = sub.add_parser("client", help="clients").add_subparsers(dest="action", required=True)
+    add = client.add_parser("add", help="register a client (and its organisation); print its secret once")
+    state_args(add)
+    add.add_argument("--org", required=True, help="organisation id")
+    add.add_argument("--org-name", help="organisation name (default: the id)")
+    add.add_argument("--role", required=True, help="requester, bureau, source, merchant or ops")
+    add.add_argument("client_id")
+    add.set_defaults(func=cmd_client_add)

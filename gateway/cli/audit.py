@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import sys
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 
+from gateway.auth.tokens import Keyring
+from gateway.cli.args import settings_of, state_args
 from gateway.clock import utc_now_text
 from gateway.settings import Settings
 from gateway.store import audit
-from gateway.store.db import open_store
-from gateway.tokens import Keyring
+from gateway.store.schema import open_store
 
 
 def _signed_body(seq: int, head: str, at: str) -> bytes:
@@ -54,3 +57,30 @@ def verify_audit(settings: Settings, checkpoint: str | None = None) -> audit.Ver
         return store.run_sync(audit.verify, expected, write=False)
     finally:
         store.close()
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    verdict = verify_audit(settings_of(args, state_dir=args.state_dir), args.checkpoint)
+    if verdict.ok:
+        print(f"ok: {verdict.entries} entries, head {verdict.head}")
+        return 0
+    print(f"BROKEN at entry {verdict.first_bad_seq}: {verdict.reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    seq, head = write_checkpoint(settings_of(args, state_dir=args.state_dir), Path(args.out))
+    print(f"checkpoint at entry {seq}, head {head} -> {args.out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", help="walk the hash chain; name the first bad entry")
+    state_args(verify)
+    verify.add_argument("--checkpoint", help="a signed checkpoint file to check against")
+    verify.set_defaults(func=cmd_audit_verify)
+    cp = audit.add_parser("checkpoint", help="write a signed head of the chain to a file")
+    state_args(cp)
+    cp.add_argument("--out", required=True)
+    cp.set_defaults(func=cmd_audit_checkpoint)

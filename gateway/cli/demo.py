@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
@@ -11,8 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gateway.auth.secrets import hash_secret, new_secret
 from gateway.core.budget import to_nano
-from gateway.secrets import hash_secret, new_secret
 from gateway.settings import Settings
 from gateway.store import grants, identity
 from gateway.store.db import Store, Tx
@@ -128,7 +129,7 @@ DEMO_MERCHANT = "datasmith"
 
 def seed_demo_products(store: Store) -> None:
     """Publish the demo merchant's products once, as the bureau would after review."""
-    from gateway.registry import DatasetRegistry
+    from gateway.runtime.registry import DatasetRegistry
     from gateway.service.products import build_definition, seed_published
 
     registry = DatasetRegistry()
@@ -140,3 +141,21 @@ def seed_demo_products(store: Store) -> None:
         definition = build_definition(policy, body, max_sql_chars=8192)
         store.run_sync(seed_published, product_id, DEMO_MERCHANT, dataset, definition, policy.version,
                        "system")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from gateway.data.demo import DEFAULT_SEED, generate
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    paths = generate(Path(args.out), seed=seed, scale=args.scale)
+    for dataset, path in sorted(paths.items()):
+        print(f"{dataset}\t{path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser("demo-data", help="write the demo county's Parquet datasets")
+    demo.add_argument("--out", required=True)
+    demo.add_argument("--seed", type=int, default=None, help="default: the demo seed")
+    demo.add_argument("--scale", type=float, default=1.0)
+    demo.set_defaults(func=cmd_demo_data)

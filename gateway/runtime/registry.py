@@ -1,4 +1,4 @@
-"""This replica's view of the datasets: current policy and status, refreshed from the store."""
+"""This replica's view of the store's statuses: dataset policies and statuses, and which clients are active."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.store.db import Tx
 class DatasetRegistry:
     policies: dict[str, DatasetPolicy] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, bool] = field(default_factory=dict)  # client id -> active (R-AU-05)
     _versions: dict[str, str] = field(default_factory=dict)
 
     def refresh(self, tx: Tx) -> bool:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import timedelta
 
+from gateway.auth.tokens import Keyring
+from gateway.cli.args import settings_of, state_args
 from gateway.clock import utc_now, utc_text
 from gateway.settings import Settings
 from gateway.store import audit, identity
-from gateway.store.db import Tx, open_store
-from gateway.tokens import Keyring
+from gateway.store.db import Tx
+from gateway.store.schema import open_store
 
 
 def rotate_keys(settings: Settings) -> str:
@@ -29,3 +32,16 @@ def _publish(tx: Tx, kid: str, jwk: dict[str, str], retire_at: str, older: tuple
     identity.add_public_key(tx, kid, jwk)
     identity.retire_keys_except(tx, kid, retire_at, older)
     audit.append(tx, "key.rotated", "cli", kid, {"retiring": list(older), "retire_at": retire_at})
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    kid = rotate_keys(settings_of(args, state_dir=args.state_dir))
+    print(f"new signing key {kid}; older keys verify until their tokens expire")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="action", required=True)
+    rotate = keys.add_parser("rotate", help="add a new signing key; old ones keep verifying")
+    state_args(rotate)
+    rotate.set_defaults(func=cmd_keys_rotate)

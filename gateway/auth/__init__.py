@@ -1,0 +1,1 @@
+"""Identity: client secrets, signing keys and JSON Web Tokens."""

@@ -1,0 +1,53 @@
+"""`gateway invoice --period`: requesters' invoices for a month, as JSON lines or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gateway.cli.args import settings_of, state_args
+from gateway.core.billing import invoice_csv
+from gateway.errors import GatewayError
+from gateway.service.billing import invoices_for_cli
+from gateway.settings import Settings
+from gateway.store.schema import open_store
+
+CLI_ACTOR = "cli:bureau"
+
+
+def print_invoices(settings: Settings, period: str, org_id: str | None, as_csv: bool) -> int:
+    """Every requester's invoice for a period (ended periods are closed first), one per line."""
+    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    try:
+        found = invoices_for_cli(store, settings, period, org_id)
+    except GatewayError as exc:
+        print(f"gateway: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    grand_total = 0
+    for org, body in sorted(found.items()):
+        doc = json.loads(body)
+        grand_total += doc["total_minor"]
+        if as_csv:
+            sys.stdout.write(f"# {org}\n" if org_id is None else "")
+            sys.stdout.write(invoice_csv(doc).decode())
+        else:
+            sys.stdout.write(body.decode() + "\n")
+    print(f"{len(found)} invoice(s) for {period}, total {grand_total} minor units ({settings.currency})",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_invoice(args: argparse.Namespace) -> int:
+    return print_invoices(settings_of(args, state_dir=args.state_dir), args.period, args.org, args.csv)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    invoice = sub.add_parser("invoice", help="requesters' invoices for a month (closing ended months)")
+    state_args(invoice)
+    invoice.add_argument("--period", required=True, metavar="YYYY-MM")
+    invoice.add_argument("--org", help="one requester organisation only")
+    invoice.add_argument("--csv", action="store_true", help="CSV instead of one JSON document per line")
+    invoice.set_defaults(func=cmd_invoice)

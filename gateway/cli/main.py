@@ -1,0 +1,41 @@
+"""The `gateway` command: serve, demo data, policy check, keys, audit, store migration."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+
+from gateway.cli import audit, client, demo, invoice, keys, policy, serve, store
+from gateway.errors import PolicyInvalid
+from gateway.settings import SettingsError
+
+GROUPS = (serve, demo, policy, invoice, client, keys, audit, store)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return int(args.func(args))
+    except (SettingsError, ValueError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except PolicyInvalid as exc:
+        print("gateway: refusing to start, a policy is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

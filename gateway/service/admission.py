@@ -1,0 +1,192 @@
+"""Admission: everything decided about a query or product call before the store is asked to spend.
+
+One path for ad-hoc queries and product calls alike: the dataset's status, the sandbox, the
+current snapshot, the requester's grants, the policy checks, the budget accounts it would
+charge. A refusal on this path is metered and audited by `record_refusal`, whoever called.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.auth.tokens import Principal
+from gateway.clock import utc_now_text
+from gateway.core.budget import (
+    from_nano,
+    grant_account,
+    nano_to_float,
+    period_at,
+    pool_account,
+    pool_lifetime_account,
+    to_nano,
+)
+from gateway.core.canonical import canonical_json
+from gateway.core.checks import CheckedPlan, check_plan
+from gateway.core.plan import Plan
+from gateway.core.policy import DatasetPolicy
+from gateway.errors import Forbidden, GatewayError, Unavailable
+from gateway.ids import new_id
+from gateway.metrics import REFUSAL_REASONS
+from gateway.runtime.cache import Cache
+from gateway.runtime.parts import Runtime
+from gateway.service.supply import current_snapshot_id
+from gateway.store import audit, ledger
+from gateway.store import grants as store_grants
+from gateway.store.db import Tx
+
+
+class AdmissionState:
+    """What admission remembers per replica: grants (for one poll interval) and checked plans."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        # A revoked grant stops within one poll interval; a new one is seen at once (a miss re-reads).
+        self.grants: Cache[str, list[store_grants.Grant]] = Cache(
+            4096, ttl=runtime.settings.suspension_poll_seconds)
+        self.checked_plans: Cache[tuple[str, str, int], CheckedPlan] = Cache(1024)
+
+
+@dataclass(frozen=True)
+class ProductCall:
+    """A product invocation: priced by the product, attributed to its merchant."""
+
+    product_id: str
+    version: int
+    price_minor: int
+    currency: str
+    merchant_org: str
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Everything decided before the store is asked anything."""
+
+    who: Principal
+    checked: CheckedPlan
+    policy: DatasetPolicy
+    product: ProductCall | None
+    period: str
+    epsilon_nano: int
+    accounts: tuple[ledger.Account, ...]
+    cache_scope: str
+    idem_key: str | None
+
+    @property
+    def plan(self) -> Plan:
+        return self.checked.plan
+
+    def cache_key(self, snapshot_id: str) -> str:
+        parts = [self.cache_scope, self.plan.fingerprint(), self.policy.version, snapshot_id, self.period,
+                 self.product.product_id if self.product else ""]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def log(self, outcome: str, epsilon_nano: int) -> dict[str, Any]:
+        return {"dataset": self.plan.dataset, "policy_version": self.policy.version, "outcome": outcome,
+                "epsilon": nano_to_float(epsilon_nano)}
+
+    def usage(self, cached: bool) -> ledger.Usage:
+        if self.product is not None:
+            return ledger.Usage(new_id(), self.product.price_minor, self.product.currency,
+                                f"product:{self.product.product_id}@{self.product.version}")
+        pricing = self.policy.pricing
+        price = pricing.cached_call_minor if cached else pricing.per_call_minor
+        return ledger.Usage(new_id(), price, pricing.currency, f"policy:{self.policy.version}")
+
+
+def request_fingerprint(path: str, body: Any) -> str:
+    """SHA-256 of the canonical JSON of what was asked (R-ID-05)."""
+    return hashlib.sha256(canonical_json({"path": path, "body": body}).encode()).hexdigest()
+
+
+def usable_grants(grants: list[store_grants.Grant], dataset: str,
+                  product_id: str | None) -> list[store_grants.Grant]:
+    """Which grants count for a call: those on the dataset for any use, and, for a product call,
+    those for that product. The one rule for admission and for `/v1/budget`."""
+    return [g for g in grants if g.dataset == dataset
+            and (g.product_id is None or (product_id is not None and g.product_id == product_id))]
+
+
+def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: ProductCall | None) -> int:
+    usable = usable_grants(grants, dataset, product.product_id if product else None)
+    if not usable:
+        raise Forbidden(f"you hold no grant for {'this product' if product else 'dataset ' + repr(dataset)}")
+    return max(g.epsilon_limit_nano for g in usable)
+
+
+async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product: ProductCall | None) -> int:
+    """The requester's limit from its active grants, read at most every poll interval: a revoked
+    grant stops within `suspension_poll_seconds`; a new one is seen at once (a miss re-reads)."""
+    state = runtime.owned(AdmissionState)
+    cached = state.grants.get(org_id)
+    if cached is not None:
+        try:
+            return _grant_limit(cached, dataset, product)
+        except Forbidden:
+            pass
+    grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
+    state.grants.put(org_id, grants)
+    return _grant_limit(grants, dataset, product)
+
+
+def _pool_accounts(runtime: Runtime, policy: DatasetPolicy) -> tuple[ledger.Account, ...]:
+    """Datasets about the same people share one pool: a cap per period, the smallest of their
+    global caps, and — where any member sets one — a lifetime cap that never renews."""
+    members = [p for p in runtime.registry.policies.values() if p.pool == policy.pool]
+    accounts: tuple[ledger.Account, ...] = (
+        ledger.Account(pool_account(policy.pool), min(_cap_nano(p.global_cap) for p in members)),)
+    lifetime = [_cap_nano(p.lifetime_cap) for p in members if p.lifetime_cap is not None]
+    if lifetime:
+        accounts += (ledger.Account(pool_lifetime_account(policy.pool), min(lifetime), ledger.LIFETIME),)
+    return accounts
+
+
+_cap_nano = functools.lru_cache(maxsize=256)(to_nano)  # policy caps are few and fixed: convert each once
+
+
+def _checked(runtime: Runtime, plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
+    """check_plan is pure: its verdict holds for the same plan, policy version and limit.
+
+    Keyed by the plan's repr, not the plan: dataclass equality takes `age = TRUE` for `age = 1`
+    (True == 1), so a refusal would turn into an answer once someone else had asked the other.
+    """
+    key = (plan.identity(), policy.version, limit)
+    found = runtime.owned(AdmissionState).checked_plans.get(key)
+    if found is None:
+        found = check_plan(plan, policy, from_nano(limit))
+        runtime.owned(AdmissionState).checked_plans.put(key, found)
+    return found
+
+
+async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None,
+                  idem_key: str | None) -> Admitted:
+    """Every check that needs no data and spends nothing (DESIGN §4 steps 1-3)."""
+    policy = runtime.registry.usable(plan.dataset)
+    ensure_sandbox(runtime)
+    current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
+    limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
+    checked = _checked(runtime, plan, policy, limit)
+    epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
+    accounts = (ledger.Account(grant_account(who.org_id, policy.dataset), limit), *_pool_accounts(runtime, policy))
+    scope = who.org_id if policy.cache_scope == "requester" else "*"
+    return Admitted(who, checked, policy, product, period_at(time.time(), runtime.settings.zone), epsilon_nano,
+                    accounts, scope, idem_key)
+
+
+async def record_refusal(runtime: Runtime, who: Principal, dataset: str | None, error: GatewayError) -> None:
+    """A refused query is metered and audited (its code only: never the SQL or a value)."""
+    if error.code not in REFUSAL_REASONS:  # the metric's bounded reasons are the refusals we record
+        return
+    runtime.metrics.refusal(dataset, error.code)
+    await runtime.store.write(_audit_refusal, who.client_id, dataset or "", error.code)
+
+
+def _audit_refusal(tx: Tx, client_id: str, dataset: str, code: str) -> None:
+    audit.append(tx, "query.refused", client_id, dataset, {"code": code})
+
+
+def ensure_sandbox(runtime: Runtime) -> None:
+    if runtime.sandbox is None:
+        raise Unavailable("the sandbox is not running", retry_after=2)

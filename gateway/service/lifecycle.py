@@ -1,0 +1,28 @@
+"""What a gateway runs for its life: the sandbox workers, every dataset's snapshot, the data supply."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from gateway.dp.sandbox import Sandbox
+from gateway.runtime.parts import Runtime
+from gateway.service.supply import activate_current_snapshots, supply_running
+
+
+@contextlib.asynccontextmanager
+async def sandbox_running(runtime: Runtime) -> AsyncIterator[None]:
+    """Start the sandbox workers and load every dataset's current snapshot; stop them at the end."""
+    s = runtime.settings
+    sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
+                      cache_dir=s.state_path / "sandbox-cache")
+    sandbox.on_worker_retired = runtime.metrics.worker_restarted
+    await sandbox.start()
+    runtime.sandbox = sandbox
+    try:
+        await activate_current_snapshots(runtime)
+        async with supply_running(runtime):
+            yield
+    finally:
+        runtime.sandbox = None
+        await sandbox.close()
