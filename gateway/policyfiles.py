@@ -7,7 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gateway.core.policy import DatasetPolicy, parse_policy
+from gateway.core.policy import DatasetPolicy
+from gateway.core.policy_parse import parse_policy
 from gateway.errors import Located, PolicyInvalid
 
 _HERE = Path(__file__).resolve().parent

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from gateway.core.catalog import catalog_entry
-from gateway.core.policy import DatasetPolicy, parse_policy
+from gateway.core.policy import DatasetPolicy
+from gateway.core.policy_parse import parse_policy
 from gateway.policyfiles import load_policies, policy_schema, shipped_policies_dir
 from tests.support import Gateway
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.policy import parse_policy
+from gateway.core.policy_parse import parse_policy
 from gateway.errors import PolicyInvalid
 from gateway.policyfiles import load_policies, load_policy_file, policy_schema, shipped_policies_dir
 from tests.support import free_port, seed_demo_data

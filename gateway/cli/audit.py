@@ -13,13 +13,14 @@ from cryptography.exceptions import InvalidSignature
 from gateway.auth.tokens import Keyring
 from gateway.cli.args import settings_of, state_args
 from gateway.clock import utc_now_text
+from gateway.core.canonical import canonical_bytes
 from gateway.settings import Settings
 from gateway.store import audit
 from gateway.store.schema import open_store
 
 
 def _signed_body(seq: int, head: str, at: str) -> bytes:
-    return audit.canonical_json({"seq": seq, "head": head, "at": at}).encode()
+    return canonical_bytes({"seq": seq, "head": head, "at": at})
 
 
 def write_checkpoint(settings: Settings, out: Path) -> tuple[int, str]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from gateway.core.canonical import canonical_bytes
 
 BUREAU = "bureau"
 MERCHANT = "merchant"
@@ -169,10 +170,6 @@ def build_invoice(org_id: str, period: str, status: Literal["open", "closed"], c
 def invoice_json(invoice: Invoice) -> bytes:
     """Canonical JSON: sorted keys, no spaces; the same invoice gives the same bytes."""
     return canonical_bytes(invoice.as_dict())
-
-
-def canonical_bytes(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def invoice_csv(invoice: Mapping[str, Any]) -> bytes:

@@ -12,7 +12,6 @@ asked for (aliases, select order, ORDER BY, LIMIT), which is post-processing of 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +19,7 @@ from functools import partial
 from typing import Any, Literal
 
 from gateway.core.budget import from_nano, to_nano
+from gateway.core.canonical import canonical_json
 
 Scalar = str | int | float | bool
 AGGREGATE_FUNCS = ("count", "sum", "mean", "median", "quantile")
@@ -163,8 +163,6 @@ def decimal_text(value: Decimal) -> str:
     return format(Decimal(value).normalize(), "f")
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_keys(keys: Sequence[str]) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gateway.auth.tokens import Keyring, TokenIssuer, TokenVerifier
 from gateway.clock import utc_now, utc_now_text
+from gateway.core.budget import pool_account
 from gateway.metrics import Metrics
 from gateway.runtime.registry import DatasetRegistry
 from gateway.settings import Settings
@@ -80,10 +81,10 @@ class Runtime:
             self.metrics.audit_appended(seq - self._audit_seq)
         self._audit_seq = seq
         pools = {p.pool for p in self.registry.policies.values()}
-        used = await self.store.read(ledger.account_usage, sorted(f"pool:{p}" for p in pools),
+        used = await self.store.read(ledger.account_usage, sorted(pool_account(p) for p in pools),
                                      period_of(utc_now(), self.settings.zone))
         for dataset, policy in self.registry.policies.items():
-            cap, spent, _reserved = used.get(f"pool:{policy.pool}", (0, 0, 0))
+            cap, spent, _reserved = used.get(pool_account(policy.pool), (0, 0, 0))
             self.metrics.set_global_budget_used(dataset, spent / cap if cap else 0.0)
 
     async def _follow_key_rotation(self) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.core.policy import DatasetPolicy, parse_policy
+from gateway.core.policy import DatasetPolicy
+from gateway.core.policy_parse import parse_policy
 from gateway.errors import DatasetSuspended, DatasetWithdrawn, NotFound
 from gateway.policyfiles import policy_schema
 from gateway.store import datasets as store_datasets

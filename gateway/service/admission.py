@@ -24,7 +24,7 @@ from gateway.core.budget import (
     pool_lifetime_account,
     to_nano,
 )
-from gateway.core.canonical import canonical_json
+from gateway.core.canonical import canonical_hash
 from gateway.core.checks import CheckedPlan, check_plan
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
@@ -98,7 +98,7 @@ class Admitted:
 
 def request_fingerprint(path: str, body: Any) -> str:
     """SHA-256 of the canonical JSON of what was asked (R-ID-05)."""
-    return hashlib.sha256(canonical_json({"path": path, "body": body}).encode()).hexdigest()
+    return canonical_hash({"path": path, "body": body})
 
 
 def usable_grants(grants: list[store_grants.Grant], dataset: str,

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.auth.tokens import Principal
-from gateway.core.policy import DatasetPolicy, parse_policy
+from gateway.core.policy import DatasetPolicy
+from gateway.core.policy_parse import parse_policy
 from gateway.core.policydiff import policy_diff
 from gateway.errors import Located, NotFound, PolicyInvalid, Unprocessable
 from gateway.policyfiles import policy_schema

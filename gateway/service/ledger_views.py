@@ -6,27 +6,32 @@ import json
 from typing import Any
 
 from gateway.clock import utc_now_text
-from gateway.core.budget import nano_to_float
+from gateway.core.budget import budget_line, grant_account, nano_to_float
 from gateway.runtime.parts import Runtime
+from gateway.service.admission import usable_grants
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
 
 
 async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, Any]]:
+    """One line per dataset the requester may query: the limit its usable grants give an ad-hoc
+    query (the rule admission applies), what is spent and what remains."""
     grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
     limits: dict[str, int] = {}
-    for g in grants:
-        limits[g.dataset] = max(limits.get(g.dataset, 0), g.epsilon_limit_nano)
-    accounts = {f"grant:{org_id}:{d}": d for d in limits}
+    for dataset in sorted({g.dataset for g in grants}):
+        usable = usable_grants(grants, dataset, None)
+        if usable:
+            limits[dataset] = max(g.epsilon_limit_nano for g in usable)
+    accounts = {grant_account(org_id, d): d for d in limits}
     used = await runtime.store.read(ledger.account_usage, sorted(accounts), period)
     lines = []
     for account, dataset in sorted(accounts.items(), key=lambda kv: kv[1]):
         _cap, spent, reserved = used.get(account, (0, 0, 0))
-        cap = limits[dataset]  # the grant's limit now; the stored cap catches up at the next charge
-        lines.append({"dataset": dataset, "epsilon_limit": nano_to_float(cap),
-                      "epsilon_spent": nano_to_float(spent),
-                      "epsilon_remaining": nano_to_float(max(cap - spent - reserved, 0))})
+        # The grant's limit now; the stored cap catches up at the next charge.
+        line = budget_line(dataset, period, limits[dataset], spent, reserved)
+        del line["period"]
+        lines.append(line)
     return lines
 
 

@@ -9,7 +9,6 @@ generic error (R-DP-11), which an idempotent retry replays.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -17,7 +16,8 @@ from typing import Any
 
 from gateway.auth.tokens import Principal
 from gateway.core.budget import budget_line, nano_to_float
-from gateway.core.plan import Plan, canonical_json
+from gateway.core.canonical import canonical_hash
+from gateway.core.plan import Plan
 from gateway.dp.outcome import Release
 from gateway.errors import ReleaseFailed
 from gateway.ids import new_id
@@ -164,7 +164,7 @@ async def pad_response(runtime: Runtime, started: float) -> None:
 def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str, ledger.Usage]:
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
     accuracy = dict(release.accuracy)
-    release_hash = hashlib.sha256(canonical_json(result).encode()).hexdigest()
+    release_hash = canonical_hash(result)
     usage = _priced(tx, ctx, cached=False)
     commit = ledger.Commit(
         query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,

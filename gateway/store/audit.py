@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core.canonical import canonical_json
 from gateway.store.db import Tx
 
 GENESIS = "0" * 64
 
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8: RFC 8785 for the integers and strings we store."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def entry_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, subject: str, payload: str) -> str:

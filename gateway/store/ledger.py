@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.clock import utc_now_text
-from gateway.core.budget import nano_to_float
+from gateway.core.budget import is_lifetime_account, nano_to_float
 from gateway.errors import (
     BudgetExhausted,
     DatasetSuspended,
@@ -134,7 +134,7 @@ def reserve(tx: Tx, r: Reservation) -> None:
 
 
 def _exhausted_detail(account: Account) -> str:
-    if account.name.startswith("pool-lifetime:"):
+    if is_lifetime_account(account.name):
         return "The privacy budget of the people in this dataset is spent for good."
     if account.name.startswith("pool:"):
         return "The dataset's privacy budget for this period is spent."

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core.canonical import canonical_json
 from gateway.errors import Conflict
 from gateway.store import audit
 from gateway.store.db import Tx
@@ -51,7 +52,7 @@ def _lock(tx: Tx) -> str:
 
 
 def definition_hash(definition: dict[str, Any]) -> str:
-    text = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = canonical_json(definition)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
