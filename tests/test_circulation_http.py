@@ -69,6 +69,12 @@ def register(gw: Gateway, org_id: str, client_id: str, kind: str = "requester") 
     return caller
 
 
+def suspended_refusals(gw: Gateway) -> float:
+    text = gw.api("GET", "/metrics", "demo-ops").body.decode()
+    series = 'gateway_refusals_total{dataset="residents",reason="dataset_suspended"} '
+    return sum(float(line[len(series):]) for line in text.splitlines() if line.startswith(series))
+
+
 @pytest.fixture(scope="module")
 def harbour(gw: Gateway) -> Caller:
     return register(gw, "harbour-bank", "harbour-app")
@@ -120,8 +126,12 @@ def test_the_whole_story(gw: Gateway, harbour: Caller) -> None:
 
     # 4. The source department suspends the dataset (409), then resumes it.
     ok(gw.api("POST", "/v1/datasets/residents/suspend", "demo-source-psb"))
+    refused_before, entries_before = suspended_refusals(gw), ok(gw.api("GET", "/v1/audit/verify", "demo-bureau"))
     r = harbour.api("POST", "/v1/products/income-by-sex-and-age/invoke", {"params": {"min_age": 50, "sex": "F"}})
     assert r.status == 409 and r.json["code"] == "dataset_suspended"
+    # A product call is refused like a query: metered, and audited (one entry, the refusal's).
+    assert suspended_refusals(gw) == refused_before + 1
+    assert ok(gw.api("GET", "/v1/audit/verify", "demo-bureau"))["entries"] == entries_before["entries"] + 1
     ok(gw.api("POST", "/v1/datasets/residents/resume", "demo-source-psb"))
     ok(harbour.api("POST", "/v1/products/income-by-sex-and-age/invoke", {"params": {"min_age": 50, "sex": "F"}}))
 

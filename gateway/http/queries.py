@@ -14,13 +14,13 @@ from gateway.core.budget import period_of
 from gateway.core.jsonplan import parse_json_plan
 from gateway.core.plan import Plan
 from gateway.core.sql import parse_sql
-from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.http.body import json_object, only_fields
 from gateway.http.keys import DATASET, RELEASE_LOG, RUNTIME
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views
-from gateway.service.admission import record_refusal, request_fingerprint
+from gateway.service.admission import refusals_recorded, request_fingerprint
 from gateway.service.answers import QueryReply
 from gateway.service.queries import preview, run_query
 
@@ -93,14 +93,11 @@ async def post_query(request: web.Request) -> web.Response:
     dataset = body.get("dataset") if isinstance(body.get("dataset"), str) else None
     if dataset is not None:
         request[DATASET] = dataset
-    try:
+    async with refusals_recorded(runtime, who, dataset):
         plan = plan_from_body(body, runtime.settings.max_sql_chars)
         enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         answer = await run_query(runtime, who, plan, idempotency_key=key,
                                  request_fingerprint=lambda: request_fingerprint(request.path, body))
-    except GatewayError as exc:
-        await record_refusal(runtime, who, dataset if dataset in runtime.registry.policies else None, exc)
-        raise
     return reply(answer)
 
 

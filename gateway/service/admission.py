@@ -7,9 +7,11 @@ charge. A refusal on this path is metered and audited by `record_refusal`, whoev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +175,17 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     scope = who.org_id if policy.cache_scope == "requester" else "*"
     return Admitted(who, checked, policy, product, period_at(time.time(), runtime.settings.zone), epsilon_nano,
                     accounts, scope, idem_key)
+
+
+@contextlib.asynccontextmanager
+async def refusals_recorded(runtime: Runtime, who: Principal, dataset: str | None) -> AsyncIterator[None]:
+    """Around everything that may refuse a query or a product call, from parsing to admission:
+    a refusal is metered and audited the same way on both paths, then passed on."""
+    try:
+        yield
+    except GatewayError as exc:
+        await record_refusal(runtime, who, dataset if dataset in runtime.registry.policies else None, exc)
+        raise
 
 
 async def record_refusal(runtime: Runtime, who: Principal, dataset: str | None, error: GatewayError) -> None:

@@ -24,7 +24,7 @@ from gateway.core.products import Template, bind, bind_values, draft_template, p
 from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
-from gateway.service.admission import ProductCall
+from gateway.service.admission import ProductCall, refusals_recorded
 from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
 from gateway.service.queries import run_query
@@ -235,9 +235,10 @@ async def published_product(runtime: Runtime, product_id: str) -> tuple[store_pr
 async def invoke(runtime: Runtime, who: Principal, product: store_products.Product, v: store_products.ProductVersion,
                  params: dict[str, Any], *, idempotency_key: str | None, fingerprint: str) -> QueryReply:
     """Bind the values, then the same ledger path as an ad-hoc query (grant checked there)."""
-    runtime.registry.usable(product.dataset)  # 409 suspended / 410 withdrawn before anything else
-    plan = bind(template_of(product, v), params)
-    call = ProductCall(product.product_id, v.version, int(v.definition["price_minor"]), v.definition["currency"],
-                       product.merchant_org)
-    return await run_query(runtime, who, plan, product=call, idempotency_key=idempotency_key,
-                           request_fingerprint=lambda: fingerprint)
+    async with refusals_recorded(runtime, who, product.dataset):
+        runtime.registry.usable(product.dataset)  # 409 suspended / 410 withdrawn before anything else
+        plan = bind(template_of(product, v), params)
+        call = ProductCall(product.product_id, v.version, int(v.definition["price_minor"]),
+                           v.definition["currency"], product.merchant_org)
+        return await run_query(runtime, who, plan, product=call, idempotency_key=idempotency_key,
+                               request_fingerprint=lambda: fingerprint)
