@@ -9,10 +9,15 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def setting(default: Any, help: str, *, minimum: float | None = None) -> Any:
+    """A field of `Settings` with its help text and lower bound (for parsing and the README)."""
+    return field(default=default, metadata={"help": help, "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -23,43 +28,6 @@ class Setting:
     minimum: float | None = None
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "127.0.0.1", "Address the HTTP server binds to."),
-    Setting("port", 8080, "Port of the HTTP server.", minimum=0),
-    Setting("state_dir", "state", "Folder for the SQLite store, signing keys and demo data."),
-    Setting("data_dir", "", "Root folder of dataset files; empty means STATE_DIR/data."),
-    Setting("policies_dir", "", "Folder of dataset policies seeding the store; empty means the shipped ones."),
-    Setting("store_dsn", "", "PostgreSQL DSN for shared state across replicas; empty means SQLite in STATE_DIR."),
-    Setting("store_pool_size", 8, "Connections in the PostgreSQL pool.", minimum=1),
-    Setting("issuer", "county-gateway", "The `iss` of tokens this gateway issues and accepts."),
-    Setting("audience", "county-gateway", "The `aud` tokens must carry."),
-    Setting("jwt_algorithms", "EdDSA", "Comma-separated JWT algorithms accepted (asymmetric only)."),
-    Setting("token_ttl_seconds", 900, "Lifetime of issued access tokens (at most 3600).", minimum=60),
-    Setting("jwt_leeway_seconds", 30, "Clock skew tolerated on exp/nbf/iat (at most 60).", minimum=0),
-    Setting("timezone", "Asia/Shanghai", "County time zone; budget periods are its calendar months."),
-    Setting("max_body_bytes", 65536, "Largest request body accepted (413 above).", minimum=1024),
-    Setting("max_upload_bytes", 2 * 1024**3, "Largest snapshot upload accepted.", minimum=1024),
-    Setting("max_sql_chars", 8192, "Longest SQL text accepted.", minimum=64),
-    Setting("sandbox_workers", 1, "Worker processes holding the data for releases.", minimum=1),
-    Setting("query_timeout_seconds", 30.0, "Wall-time limit of one release in the sandbox.", minimum=0.1),
-    Setting("worker_memory_mb", 8192, "Address-space limit of a sandbox worker.", minimum=256),
-    Setting("response_quantum_ms", 100, "DP answers are sent on this time quantum from the request start.", minimum=0),
-    Setting("response_floor_ms", 300, "DP answers are never sent sooner than this.", minimum=0),
-    Setting("idempotency_ttl_hours", 24, "How long Idempotency-Keys are kept (at least 24).", minimum=24),
-    Setting("reservation_lease_seconds", 120, "Age after which an unfinished reservation is recovered.", minimum=1),
-    Setting("rate_limit_per_second", 20.0, "Default requests per second per client (token bucket).", minimum=0.01),
-    Setting("rate_limit_burst", 40, "Default bucket size per client.", minimum=1),
-    Setting("max_in_flight_per_client", 8, "Concurrent DP releases per client.", minimum=1),
-    Setting("metrics_host", "127.0.0.1", "Address of the optional separate metrics listener."),
-    Setting("metrics_port", 0, "Port of a separate /metrics listener without auth; 0 disables it.", minimum=0),
-    Setting("shutdown_grace_seconds", 20.0, "Time in-flight requests get to finish on SIGTERM.", minimum=0),
-    Setting("suspension_poll_seconds", 0.5, "How often a replica re-reads dataset and requester status.", minimum=0.05),
-    Setting("replica_id", "", "Name of this replica in logs; empty means host:port."),
-    Setting("log_level", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR."),
-    Setting("currency", "CNY", "Currency of prices and invoices (ISO 4217)."),
-)
-
-_BY_NAME = {s.name: s for s in SETTINGS}
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -69,39 +37,43 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    state_dir: str = "state"
-    data_dir: str = ""
-    policies_dir: str = ""
-    store_dsn: str = ""
-    store_pool_size: int = 8
-    issuer: str = "county-gateway"
-    audience: str = "county-gateway"
-    jwt_algorithms: str = "EdDSA"
-    token_ttl_seconds: int = 900
-    jwt_leeway_seconds: int = 30
-    timezone: str = "Asia/Shanghai"
-    max_body_bytes: int = 65536
-    max_upload_bytes: int = 2 * 1024**3
-    max_sql_chars: int = 8192
-    sandbox_workers: int = 1
-    query_timeout_seconds: float = 30.0
-    worker_memory_mb: int = 8192
-    response_quantum_ms: int = 100
-    response_floor_ms: int = 300
-    idempotency_ttl_hours: int = 24
-    reservation_lease_seconds: int = 120
-    rate_limit_per_second: float = 20.0
-    rate_limit_burst: int = 40
-    max_in_flight_per_client: int = 8
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 0
-    shutdown_grace_seconds: float = 20.0
-    suspension_poll_seconds: float = 0.5
-    replica_id: str = ""
-    log_level: str = "INFO"
-    currency: str = "CNY"
+    """Every setting, its default and its help, written once; the table below is read from here."""
+
+    host: str = setting("127.0.0.1", "Address the HTTP server binds to.")
+    port: int = setting(8080, "Port of the HTTP server.", minimum=0)
+    state_dir: str = setting("state", "Folder for the SQLite store, signing keys and demo data.")
+    data_dir: str = setting("", "Root folder of dataset files; empty means STATE_DIR/data.")
+    policies_dir: str = setting("", "Folder of dataset policies seeding the store; empty means the shipped ones.")
+    store_dsn: str = setting("", "PostgreSQL DSN for shared state across replicas; empty means SQLite in STATE_DIR.")
+    store_pool_size: int = setting(8, "Connections in the PostgreSQL pool.", minimum=1)
+    issuer: str = setting("county-gateway", "The `iss` of tokens this gateway issues and accepts.")
+    audience: str = setting("county-gateway", "The `aud` tokens must carry.")
+    jwt_algorithms: str = setting("EdDSA", "Comma-separated JWT algorithms accepted (asymmetric only).")
+    token_ttl_seconds: int = setting(900, "Lifetime of issued access tokens (at most 3600).", minimum=60)
+    jwt_leeway_seconds: int = setting(30, "Clock skew tolerated on exp/nbf/iat (at most 60).", minimum=0)
+    timezone: str = setting("Asia/Shanghai", "County time zone; budget periods are its calendar months.")
+    max_body_bytes: int = setting(65536, "Largest request body accepted (413 above).", minimum=1024)
+    max_upload_bytes: int = setting(2 * 1024**3, "Largest snapshot upload accepted.", minimum=1024)
+    max_sql_chars: int = setting(8192, "Longest SQL text accepted.", minimum=64)
+    sandbox_workers: int = setting(1, "Worker processes holding the data for releases.", minimum=1)
+    query_timeout_seconds: float = setting(30.0, "Wall-time limit of one release in the sandbox.", minimum=0.1)
+    worker_memory_mb: int = setting(8192, "Address-space limit of a sandbox worker.", minimum=256)
+    response_quantum_ms: int = setting(
+        100, "DP answers are sent on this time quantum from the request start.", minimum=0)
+    response_floor_ms: int = setting(300, "DP answers are never sent sooner than this.", minimum=0)
+    idempotency_ttl_hours: int = setting(24, "How long Idempotency-Keys are kept (at least 24).", minimum=24)
+    reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
+    rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
+    rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)
+    max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client.", minimum=1)
+    metrics_host: str = setting("127.0.0.1", "Address of the optional separate metrics listener.")
+    metrics_port: int = setting(0, "Port of a separate /metrics listener without auth; 0 disables it.", minimum=0)
+    shutdown_grace_seconds: float = setting(20.0, "Time in-flight requests get to finish on SIGTERM.", minimum=0)
+    suspension_poll_seconds: float = setting(
+        0.5, "How often a replica re-reads dataset and requester status.", minimum=0.05)
+    replica_id: str = setting("", "Name of this replica in logs; empty means host:port.")
+    log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    currency: str = setting("CNY", "Currency of prices and invoices (ISO 4217).")
 
     @property
     def state_path(self) -> Path:
@@ -123,6 +95,9 @@ class Settings:
         return load_settings(values={**dataclasses.asdict(self), **changes})
 
 
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.default, f.metadata["help"], f.metadata["minimum"]) for f in dataclasses.fields(Settings))
+_BY_NAME = {s.name: s for s in SETTINGS}
 _ASYMMETRIC = {"EdDSA", "ES256", "ES384", "RS256", "PS256"}
 
 
