@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Gateway, seed_demo_data
+from tests.support import Gateway, demo_gateway
 
 TEST_SCALE = 0.1  # 52,000 residents: realistic shapes, quick to copy
 
@@ -25,20 +25,15 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
     """One demo gateway for the read-mostly HTTP tests of the session."""
-    state = tmp_path_factory.mktemp("gw-state")
-    seed_demo_data(state, demo_data)
-    gw = Gateway(state).start()
-    yield gw
-    gw.stop()
+    with demo_gateway(tmp_path_factory.mktemp("gw-state"), demo_data) as gw:
+        yield gw
 
 
 @pytest.fixture
 def fresh_gateway(tmp_path: Path, demo_data: Path) -> Iterator[Gateway]:
     """A gateway of its own, for tests that spend budget or change state."""
-    seed_demo_data(tmp_path, demo_data)
-    gw = Gateway(tmp_path).start()
-    yield gw
-    gw.stop()
+    with demo_gateway(tmp_path, demo_data) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="session")

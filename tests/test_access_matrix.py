@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.http.app import all_routes
-from tests.support import Gateway, Reply, seed_demo_data
+from tests.support import FAST_RATES, Gateway, Reply, demo_gateway
 
 PUBLIC: frozenset[str] = frozenset()
 ALL = frozenset({"requester", "bureau", "source", "merchant", "ops"})
@@ -81,11 +81,8 @@ ROLE_REFUSAL = "your role does not allow this"
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("matrix")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env={"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"})
-    yield gateway.start()
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("matrix"), demo_data, env=FAST_RATES) as gateway:
+        yield gateway
 
 
 def concrete(path: str) -> str:

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import Gateway, Reply, b64url, jwt_parts, seed_demo_data
+from tests.support import FAST_RATES, Gateway, Reply, b64url, demo_gateway, jwt_parts
 
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 BANK, INSURER, BANK_ORG = "demo-bank", "demo-insurer", "lingxi-rural-bank"
 ROLE_REFUSAL = "your role does not allow this"
 COUNT = "SELECT COUNT(*) AS n FROM enterprises"
@@ -27,11 +26,8 @@ COUNT = "SELECT COUNT(*) AS n FROM enterprises"
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("attacks-authz")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env=FAST).start()
-    yield gateway
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("attacks-authz"), demo_data, env=FAST_RATES) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import Gateway, Reply, seed_demo_data
+from tests.support import FAST_RATES, Gateway, Reply, demo_gateway
 
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 BANK, INSURER = "demo-bank", "demo-insurer"
 POOL = ("residents", "vehicles", "social_insurance")  # the datasets of the pool county_people
 POOL_REFUSAL = "The dataset's privacy budget for this period is spent."
@@ -32,11 +31,8 @@ POOL_REFUSAL = "The dataset's privacy budget for this period is spent."
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("attacks-budget")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env=FAST).start()
-    yield gateway
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("attacks-budget"), demo_data, env=FAST_RATES) as gateway:
+        yield gateway
 
 
 def ask(gw: Gateway, client: str, dataset: str, sql: str, eps: float, key: str | None = None) -> Reply:

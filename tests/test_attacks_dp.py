@@ -21,9 +21,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tests.support import Gateway, Reply, seed_demo_data
+from tests.support import FAST_RATES, Gateway, Reply, demo_gateway
 
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 BANK, INSURER = "demo-bank", "demo-insurer"
 INCOME_SPAN = 2_000_000  # the policy's bounds on income: one person moves a sum by at most this
 VARYING_HEADERS = {"date", "x-request-id", "content-length"}
@@ -61,11 +60,8 @@ def target(residents: pl.DataFrame) -> Target:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("attacks-dp")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env=FAST).start()
-    yield gateway
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("attacks-dp"), demo_data, env=FAST_RATES) as gateway:
+        yield gateway
 
 
 def ask(gw: Gateway, sql: str | None, eps: Any, client: str = BANK, plan: dict[str, Any] | None = None,

@@ -18,9 +18,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tests.support import Gateway, Reply, seed_demo_data
+from tests.support import FAST_RATES, Gateway, Reply, demo_gateway
 
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 BANK = "demo-bank"
 INTERNALS = ("OpenDP", "opendp", "polars", "Polars", "Traceback", 'File "', ".py", "MakeTransformation",
              "LazyFrame", "Int128", "sqlglot")
@@ -141,11 +140,8 @@ PLAN_TRICKS: list[tuple[str, dict[str, Any], str]] = [  # (why, plan, expected c
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("attacks-sql")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env=FAST).start()
-    yield gateway
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("attacks-sql"), demo_data, env=FAST_RATES) as gateway:
+        yield gateway
 
 
 def post(gw: Gateway, path: str, body: Any, client: str = BANK, headers: dict[str, str] | None = None) -> Reply:

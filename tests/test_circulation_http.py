@@ -17,20 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.support import BIN, Gateway, Reply, call, seed_demo_data
+from tests.support import BIN, FAST_RATES, Gateway, Reply, call, demo_gateway
 
-FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 PRODUCT_SQL = ("SELECT township, COUNT(*) AS n, AVG(income) AS mean_income FROM residents "
                "WHERE age BETWEEN :min_age AND :max_age AND sex = :sex GROUP BY township")
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("circulation")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env=FAST).start()
-    yield gateway
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("circulation"), demo_data, env=FAST_RATES) as gateway:
+        yield gateway
 
 
 class Caller:

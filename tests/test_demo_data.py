@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from gateway.core.policy import DatasetPolicy
-from gateway.data import demo
+from gateway.data import demo, demo_people
 from gateway.policyfiles import load_policies, shipped_policies_dir
 
 POLICIES = load_policies(shipped_policies_dir())
@@ -190,7 +190,7 @@ def test_rows_at_scale_one(full: dict[str, pl.DataFrame]) -> None:
 def test_townships_are_skewed_with_the_county_seat_largest(full: dict[str, pl.DataFrame]) -> None:
     sizes = full["residents"].group_by("township").len().sort("len", descending=True)
     counts = num(sizes["len"])
-    assert sizes.height == 20 and sizes["township"][0] == demo.SEAT
+    assert sizes.height == 20 and sizes["township"][0] == demo_people.SEAT
     assert counts[0] >= 3 * np.median(counts)
     assert counts[-1] >= 5_000  # still big enough to query on its own
 

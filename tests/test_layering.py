@@ -18,7 +18,7 @@ import gateway
 PACKAGE = Path(gateway.__file__).resolve().parent
 RANDOMNESS = ("random", "numpy.random", "secrets", "scipy.stats")
 # Synthetic demo data is drawn from a seeded generator on purpose; client secrets need `secrets`.
-RANDOMNESS_EXEMPT = ("gateway.data.demo", "gateway.auth.secrets")
+RANDOMNESS_EXEMPT = ("gateway.data.demo", "gateway.data.demo_people", "gateway.auth.secrets")
 
 
 @dataclass(frozen=True)
@@ -163,3 +163,82 @@ def test_nothing_below_http_imports_it(uses: list[Use]) -> None:
 def test_no_module_draws_randomness_outside_opendp(uses: list[Use]) -> None:
     """Noise comes from OpenDP's measurements; the sandbox calls them and draws nothing itself."""
     assert breaches(uses, ("gateway",), RANDOMNESS, exempt=RANDOMNESS_EXEMPT) == []
+
+
+# ---------------------------------------------------------------- the re-housed floor plan
+
+
+@pytest.mark.parametrize(("layer", "banned"), [
+    ("gateway.dp", ("gateway.store", "gateway.service", "gateway.runtime")),  # the sandbox keeps no ledger
+    ("gateway.store", ("gateway.dp", "gateway.runtime", "gateway.data")),     # the store draws and loads nothing
+    ("gateway.runtime", ("gateway.service", "gateway.http", "gateway.cli")),  # parts start no use case
+    ("gateway.data", ("gateway.service", "gateway.runtime", "gateway.http")),
+    pytest.param("gateway.http", ("gateway.store",),                           # HTTP goes through the service
+                 marks=pytest.mark.xfail(reason="http/basics reads the store until the route table moves it")),
+    ("gateway.auth", ("gateway.service", "gateway.http", "gateway.runtime")),
+])
+def test_a_layer_does_not_reach_past_its_neighbours(uses: list[Use], layer: str, banned: tuple[str, ...]) -> None:
+    assert breaches(uses, (layer,), banned) == []
+
+
+def test_only_the_command_line_imports_the_command_line(uses: list[Use]) -> None:
+    assert breaches(uses, ("gateway",), ("gateway.cli",), exempt=("gateway.cli",)) == []
+
+
+@pytest.mark.xfail(reason="http/app <-> http/openapi until the route table serves the document from the app")
+def test_no_import_circle_between_modules(uses: list[Use]) -> None:
+    """Module-level imports (lazy ones included) form no cycle: each room can be read on its own."""
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for u in uses:
+        target = next((m for m in sorted(modules, key=len, reverse=True)
+                       if u.name == m or u.name.startswith(m + ".")), None)
+        package = Path(PACKAGE.parent, *(target or "").split(".")).is_dir()  # an __init__: names only
+        if target and target != u.module and not package and u.module in graph:
+            graph[u.module].add(target)
+    cycles = _cycles(graph)
+    assert cycles == [], cycles
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_house_sizes(uses: list[Use]) -> None:
+    """At most 8 modules loose at the top of the package; no module over 400 lines."""
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 8, loose
+    long = sorted(f"{p.relative_to(PACKAGE)}: {n}" for p in PACKAGE.rglob("*.py")
+                  if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400)
+    assert long == [], long

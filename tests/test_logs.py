@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Gateway, call, seed_demo_data
+from tests.support import Gateway, call, demo_gateway
 
 FIELDS = {"ts", "level", "msg", "request_id", "replica", "route", "status", "outcome", "client_id",
           "dataset", "policy_version", "epsilon", "duration_ms", "method"}
@@ -29,11 +29,9 @@ SQL = (f"SELECT COUNT(*) AS n, AVG(income) AS mean_income FROM residents "
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("logs")
-    seed_demo_data(state, demo_data)
-    g = Gateway(state, env={"GATEWAY_REPLICA_ID": "replica-logs"}).start()
-    yield g
-    g.stop()
+    env = {"GATEWAY_REPLICA_ID": "replica-logs"}
+    with demo_gateway(tmp_path_factory.mktemp("logs"), demo_data, env=env) as gateway:
+        yield gateway
 
 
 def log_lines(gw: Gateway) -> list[dict[str, Any]]:

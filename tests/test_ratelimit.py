@@ -11,7 +11,7 @@ import pytest
 from gateway.http import ratelimit
 from gateway.http.ratelimit import RateLimiter
 from tests.store_support import postgres_schema
-from tests.support import Gateway, Reply, seed_demo_data
+from tests.support import Gateway, Reply, demo_gateway, seed_demo_data
 
 
 class Clock:
@@ -62,11 +62,8 @@ TIGHT = {"GATEWAY_RATE_LIMIT_PER_SECOND": "0.02", "GATEWAY_RATE_LIMIT_BURST": "6
 
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    state = tmp_path_factory.mktemp("ratelimit")
-    seed_demo_data(state, demo_data)
-    gateway = Gateway(state, env=TIGHT)
-    yield gateway.start()
-    gateway.stop()
+    with demo_gateway(tmp_path_factory.mktemp("ratelimit"), demo_data, env=TIGHT) as gateway:
+        yield gateway
 
 
 def assert_rate_limited(r: Reply, limit: str) -> None:

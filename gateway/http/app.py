@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
+from gateway.dp.port import SandboxPort
 from gateway.http import admin, applications, basics, billing, openapi, products, queries, supply
 from gateway.http.keys import RUNTIME
 from gateway.http.observe import observe_middleware
@@ -39,8 +40,12 @@ async def _plain_server_header(request: web.Request, response: web.StreamRespons
     response.headers["Server"] = "county-gateway"
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Application:
-    """An app over `runtime` (opened from settings when not given); closes what it opened."""
+def create_app(settings: Settings, runtime: Runtime | None = None,
+               sandbox: SandboxPort | None = None) -> web.Application:
+    """An app over `runtime` (opened from settings when not given); closes what it opened.
+
+    `sandbox` replaces the worker processes (tests pass `dp.fake.FakeSandbox`); `gateway serve` never does.
+    """
     app = web.Application(middlewares=list(MIDDLEWARES), client_max_size=settings.max_body_bytes)
     routes = all_routes()
     add_routes(app, routes)
@@ -52,7 +57,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> web.Applic
         for spec in routes:
             rt.metrics.add_route(spec.method, spec.path)
         app[RUNTIME] = rt
-        async with background(rt), sandbox_running(rt):
+        async with background(rt), sandbox_running(rt, sandbox):
             rt.ready = True
             rt.metrics.set_ready(True)
             yield

@@ -18,7 +18,7 @@ from gateway.store import identity
 from gateway.store.db import Store
 
 if TYPE_CHECKING:
-    from gateway.dp.sandbox import Sandbox
+    from gateway.dp.port import SandboxPort
 
 log = logging.getLogger("gateway")
 
@@ -41,7 +41,7 @@ class Runtime:
     verifier: TokenVerifier
     metrics: Metrics
     keyring: Keyring | None = None
-    sandbox: Sandbox | None = None
+    sandbox: SandboxPort | None = None
     ready: bool = False
     draining: bool = False
     _owned: dict[object, object] = field(default_factory=dict)

@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from gateway.dp.port import SandboxPort
 from gateway.dp.sandbox import Sandbox
 from gateway.runtime.parts import Runtime
 from gateway.service.supply import activate_current_snapshots, supply_running
 
 
 @contextlib.asynccontextmanager
-async def sandbox_running(runtime: Runtime) -> AsyncIterator[None]:
-    """Start the sandbox workers and load every dataset's current snapshot; stop them at the end."""
+async def sandbox_running(runtime: Runtime, sandbox: SandboxPort | None = None) -> AsyncIterator[None]:
+    """Start the sandbox workers (or the given stand-in) and load every dataset's current snapshot;
+    stop them at the end."""
     s = runtime.settings
-    sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
-                      cache_dir=s.state_path / "sandbox-cache")
+    if sandbox is None:
+        sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
+                          cache_dir=s.state_path / "sandbox-cache")
     sandbox.on_worker_retired = runtime.metrics.worker_restarted
     await sandbox.start()
     runtime.sandbox = sandbox
