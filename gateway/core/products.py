@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Tokenizer, TokenType
@@ -69,7 +69,7 @@ class Parameter:
             raise InvalidRequest(f"parameter {self.name!r} must be at most {self.maximum}")
         if self.allowed is not None and not any(_same(value, a) for a in self.allowed):
             raise InvalidRequest(f"parameter {self.name!r} must be one of the allowed values")
-        return value
+        return cast("str | int | float | bool", value)
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -140,7 +140,7 @@ def _bound(value: Any, kind: str, where: str) -> int | float | None:
         return None
     if kind not in ("integer", "number") or not _has_type(value, kind):
         raise InvalidRequest(f"{where} is only for numeric parameters and must be {_article(kind)}")
-    return value
+    return cast("int | float", value)
 
 
 def _allowed(value: Any, shape: Parameter, where: str) -> tuple[Scalar, ...] | None:

@@ -189,7 +189,7 @@ class _SelectReader:
         if not 1 <= position <= len(items):
             fail(f"There is no selected column number {ordinal.this}.", ordinal, self.at)
         item = items[position - 1]
-        return item.this if isinstance(item, exp.Alias) else item
+        return cast(exp.Expression, item.this if isinstance(item, exp.Alias) else item)
 
     def _outputs(self, group_by: tuple[str, ...]) -> tuple[Output, ...]:
         outputs: list[Output] = []

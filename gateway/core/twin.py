@@ -66,8 +66,8 @@ def matches(pred: Predicate | None, row: Row) -> bool:
 def _compare(left: Any, op: str, right: Any) -> bool:
     ops = {"=": left == right, "!=": left != right}
     if op in ops:
-        return ops[op]
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        return bool(ops[op])
+    return bool({"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op])
 
 
 def _aggregate(func: str, column: str | None, q: float | None, rows: Sequence[Row],

@@ -141,7 +141,7 @@ def _draw(rng: np.random.Generator, table: np.ndarray, group: np.ndarray) -> np.
     """One category per row, from the weights row `table[group]` (rows need not be normed)."""
     cum = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
     cum[cum >= cum[:, -1:] - 1e-9] = 1.0  # trailing zero-weight categories stay unreachable
-    return (rng.random(group.size)[:, None] >= cum[group]).sum(axis=1)
+    return np.asarray((rng.random(group.size)[:, None] >= cum[group]).sum(axis=1))
 
 
 # ---------------------------------------------------------------- residents
@@ -197,7 +197,7 @@ def _age_shares(youngest: int, youth_weight: float) -> np.ndarray:
     per_year = np.append(per_year, np.repeat(_AGE_BANDS[-1] / 6, 6))  # 105..110
     per_year[:20] *= youth_weight
     per_year[:youngest] = 0
-    return per_year / per_year.sum()
+    return np.asarray(per_year / per_year.sum())
 
 
 def _age_band(bands: Sequence[tuple[Any, ...]], age: np.ndarray) -> np.ndarray:
@@ -342,4 +342,4 @@ def _ratings(score: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     """AAA for the best 3% of scores, down to C for the worst 5%."""
     thresholds = np.quantile(score, 1 - np.cumsum(_RATINGS_SHARE)[:-1])
     rank = (score[:, None] < thresholds[None, :]).sum(axis=1)
-    return np.array([vocab.ratings.index(r) for r in _RATINGS])[rank]
+    return np.asarray(np.array([vocab.ratings.index(r) for r in _RATINGS])[rank])

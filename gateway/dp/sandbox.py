@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway.core.checks import CheckedPlan
 from gateway.core.policy import DatasetPolicy
@@ -180,7 +180,7 @@ class Sandbox:
             raise ReleaseFailed() from None
         if outcome != childproc.OK:
             raise ReleaseFailed()
-        return value
+        return cast(Release, value)
 
     async def preview(self, checked: CheckedPlan, alpha: float = 0.05) -> dict[str, Any]:
         """Cost and accuracy of a checked plan (compile.preview_figures), computed in a worker
@@ -191,7 +191,7 @@ class Sandbox:
             outcome, value = childproc.FAILED, None
         if outcome != childproc.OK:
             raise Unavailable("The preview could not be computed.")
-        return value
+        return cast(dict[str, Any], value)
 
     def _require_loaded(self, checked: CheckedPlan) -> None:
         loaded = self._loaded.get(checked.policy.dataset)

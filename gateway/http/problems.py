@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
@@ -38,7 +39,7 @@ def from_http_exception(exc: web.HTTPException) -> errors.GatewayError:
         return errors.GatewayError("The server could not handle the request.")
     detail = {404: "No such resource.", 405: f"Method {exc.reason} not allowed here.",
               413: "The request body is over the configured limit."}.get(exc.status, exc.reason)
-    return cls(detail)
+    return cast(errors.GatewayError, cls(detail))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
