@@ -82,7 +82,7 @@ async def readyz(request: web.Request) -> web.Response:
 @route("GET", "/v1/datasets", ANY_ROLE)
 async def list_datasets(request: web.Request) -> web.Response:
     registry = request.app[RUNTIME].registry
-    items = [catalog_entry(p, registry.status.get(d, "active")) for d, p in sorted(registry.policies.items())]
+    items = [catalog_entry(p, registry.status_of(d)) for d, p in sorted(registry.policies.items())]
     return web.json_response({"datasets": items})
 
 
@@ -93,7 +93,7 @@ async def get_dataset(request: web.Request) -> web.Response:
     policy = registry.policies.get(dataset)
     if policy is None:
         raise NotFound(f"no dataset {dataset!r}")
-    return web.json_response(catalog_entry(policy, registry.status.get(dataset, "active")))
+    return web.json_response(catalog_entry(policy, registry.status_of(dataset)))
 
 
 @route("GET", "/metrics", {"ops"})

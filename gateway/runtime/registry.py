@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.core import status as dataset_status
 from gateway.core.policy import DatasetPolicy
 from gateway.core.policy_parse import parse_policy
-from gateway.errors import DatasetSuspended, DatasetWithdrawn, NotFound
+from gateway.errors import NotFound
 from gateway.policyfiles import policy_schema
 from gateway.store import datasets as store_datasets
 from gateway.store.db import Tx
@@ -42,12 +43,17 @@ class DatasetRegistry:
     def usable(self, dataset: str) -> DatasetPolicy:
         """The policy of a dataset that may answer queries now, or the error that says why not."""
         policy = self.get(dataset)
-        status = self.status.get(dataset, "active")
-        if status == "suspended":
-            raise DatasetSuspended(f"dataset {dataset!r} is suspended")
-        if status == "withdrawn":
-            raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
+        refused = dataset_status.refusal(dataset, self.status_of(dataset))
+        if refused is not None:
+            raise refused
         return policy
+
+    def status_of(self, dataset: str) -> str:
+        """The dataset's status as last polled; a dataset seeded but not yet polled is active."""
+        return self.status.get(dataset, dataset_status.ACTIVE)
+
+    def withdrawn(self, dataset: str) -> bool:
+        return dataset_status.is_withdrawn(self.status.get(dataset))
 
 
 def _from_document(document: dict[str, object]) -> DatasetPolicy:

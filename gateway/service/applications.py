@@ -20,6 +20,7 @@ from gateway.core.budget import to_nano
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import AdmissionState
+from gateway.service.visibility import visible
 from gateway.store import applications as store_apps
 from gateway.store import products as store_products
 from gateway.store.db import Tx
@@ -38,6 +39,12 @@ def scope(runtime: Runtime, who: Principal) -> tuple[str | None, tuple[str, ...]
     if who.has("source"):
         return None, owned_datasets(runtime, who.org_id)
     return who.org_id, None
+
+
+def in_scope(runtime: Runtime, who: Principal, org_id: str, dataset: str) -> bool:
+    """Whether an object of `org_id` about `dataset` is within what the caller may see."""
+    org, datasets = scope(runtime, who)
+    return (org is None or org_id == org) and (datasets is None or dataset in datasets)
 
 
 def parse_epsilon(value: Any, what: str = "epsilon_per_period") -> Decimal:
@@ -85,7 +92,7 @@ async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any,
     if not isinstance(dataset, str):
         raise InvalidRequest("dataset must be a string")
     policy = runtime.registry.get(dataset)
-    if runtime.registry.status.get(dataset) == "withdrawn":
+    if runtime.registry.withdrawn(dataset):
         raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
     eps = parse_epsilon(epsilon)
     if eps > policy.global_cap:
@@ -110,10 +117,7 @@ def _submit(tx: Tx, app: store_apps.Application, auto: bool) -> store_apps.Appli
 
 async def visible_application(runtime: Runtime, who: Principal, application_id: str) -> store_apps.Application:
     app = await runtime.store.read(store_apps.get_application, application_id)
-    org, datasets = scope(runtime, who)
-    if app is None or (org is not None and app.org_id != org) or (datasets is not None and app.dataset not in datasets):
-        raise NotFound("no such application")
-    return app
+    return visible(app, lambda a: in_scope(runtime, who, a.org_id, a.dataset), "application")
 
 
 async def list_applications(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
@@ -161,11 +165,7 @@ async def list_grants(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
 
 async def visible_grant(runtime: Runtime, who: Principal, grant_id: str) -> store_apps.GrantView:
     found = await runtime.store.read(store_apps.get_grant, grant_id)
-    org, datasets = scope(runtime, who)
-    if found is None or (org is not None and found.grant.org_id != org) or \
-            (datasets is not None and found.grant.dataset not in datasets):
-        raise NotFound("no such grant")
-    return found
+    return visible(found, lambda g: in_scope(runtime, who, g.grant.org_id, g.grant.dataset), "grant")
 
 
 async def get_grant(runtime: Runtime, who: Principal, grant_id: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from gateway.service.admission import ProductCall, refusals_recorded
 from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
 from gateway.service.queries import run_query
+from gateway.service.visibility import visible
 from gateway.store import products as store_products
 from gateway.store.db import Tx
 
@@ -102,7 +103,7 @@ def public_view(runtime: Runtime, product: store_products.Product,
         "parameters": d["parameters"], "columns": [o.name for o in template.plan.select],
         "epsilon_per_call": nano_to_float(to_nano(d["epsilon"])),
         "price": {"per_call_minor": d["price_minor"], "currency": d["currency"]},
-        "dataset_status": runtime.registry.status.get(product.dataset, "active"),
+        "dataset_status": runtime.registry.status_of(product.dataset),
         "published_at": version.decided_at,
     }
 
@@ -132,9 +133,7 @@ async def draft(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[
 async def owned_product(runtime: Runtime, who: Principal, product_id: str) -> store_products.Product:
     """The caller's own product (a merchant), or any product (the bureau); else 404."""
     product = await runtime.store.read(store_products.get_product, product_id)
-    if product is None or (not who.has("bureau") and product.merchant_org != who.org_id):
-        raise NotFound("no such product")
-    return product
+    return visible(product, lambda p: who.has("bureau") or p.merchant_org == who.org_id, "product")
 
 
 async def new_version(runtime: Runtime, who: Principal, product_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +218,7 @@ async def published(runtime: Runtime) -> list[dict[str, Any]]:
     """Published products whose dataset has not been withdrawn (a withdrawal stops them)."""
     found = await runtime.store.read(store_products.published)
     return [public_view(runtime, p, v) for p, v in found
-            if runtime.registry.status.get(p.dataset, "active") != "withdrawn"]
+            if not runtime.registry.withdrawn(p.dataset)]
 
 
 async def published_product(runtime: Runtime, product_id: str) -> tuple[store_products.Product,
@@ -227,7 +226,7 @@ async def published_product(runtime: Runtime, product_id: str) -> tuple[store_pr
     found = await runtime.store.read(_published_one, product_id)
     if found is None:
         raise NotFound("no such product")
-    if runtime.registry.status.get(found[0].dataset, "active") == "withdrawn":
+    if runtime.registry.withdrawn(found[0].dataset):
         raise DatasetWithdrawn("the product's dataset has been withdrawn; the product has stopped")
     return found
 

@@ -15,6 +15,7 @@ from gateway.auth.secrets import hash_secret, new_secret
 from gateway.auth.tokens import Principal
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
+from gateway.service.visibility import visible
 from gateway.store import identity, requesters
 from gateway.store.db import Tx
 
@@ -91,9 +92,7 @@ async def _visible_client(runtime: Runtime, who: Principal, client_id: str) -> r
         return row, requesters.get_org(tx, row.org_id) if row else None
     row, org = await runtime.store.read(read)
     registrable = org is not None and org.kind in REGISTRABLE_KINDS
-    if row is None or not registrable or (not who.has("bureau") and row.org_id != who.org_id):
-        raise NotFound("no such client")  # another organisation's client answers like a missing one
-    return row
+    return visible(row, lambda r: registrable and (who.has("bureau") or r.org_id == who.org_id), "client")
 
 
 async def set_org_status(runtime: Runtime, who: Principal, org_id: str, status: str, reason: str) -> dict[str, Any]:

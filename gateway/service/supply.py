@@ -132,7 +132,7 @@ class Supply:
     def suppliable(self, dataset: str) -> DatasetPolicy:
         """The policy of a dataset that takes uploads, or why it does not (404, 409, 410)."""
         policy = self.runtime.registry.get(dataset)
-        if self.runtime.registry.status.get(dataset) == "withdrawn":
+        if self.runtime.registry.withdrawn(dataset):
             raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
         if policy.source.kind == "view":
             raise Conflict(f"{dataset!r} is a view: it is rebuilt from its inputs' snapshots")
@@ -220,7 +220,7 @@ class Supply:
     def wanted(self) -> list[str]:
         """Datasets that should be served: all but the withdrawn, plain sources before views."""
         registry = self.runtime.registry
-        names = [d for d in registry.policies if registry.status.get(d) != "withdrawn"]
+        names = [d for d in registry.policies if not registry.withdrawn(d)]
         return sorted(names, key=lambda d: (registry.policies[d].source.kind == "view", d))
 
     async def activate_all(self) -> None:
@@ -301,7 +301,7 @@ class Supply:
         while True:
             policy = self.runtime.registry.policies.get(dataset)
             interval = refresh_seconds(policy) if policy else None
-            if interval is None or self.runtime.registry.status.get(dataset) == "withdrawn":
+            if interval is None or self.runtime.registry.withdrawn(dataset):
                 return
             await asyncio.sleep(interval)
             await self.refresh(dataset)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core import status as dataset_status
 from gateway.errors import DatasetWithdrawn, NotFound
 from gateway.store import audit
 from gateway.store import datasets as store_datasets
 from gateway.store.applications import end_dataset_access
 from gateway.store.db import Tx
-
-STATUS_OF_ACTION = {"suspend": "suspended", "resume": "active", "withdraw": "withdrawn"}
 
 
 def change_status(tx: Tx, dataset: str, action: str, actor: str) -> dict[str, Any]:
@@ -21,11 +20,11 @@ def change_status(tx: Tx, dataset: str, action: str, actor: str) -> dict[str, An
     row = tx.one("SELECT status FROM datasets WHERE dataset = ?", (dataset,))
     if row is None:
         raise NotFound(f"no dataset {dataset!r}")
-    if row[0] == "withdrawn" and action != "withdraw":
+    if not dataset_status.may_change(row[0], action):
         raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn for good")
-    status = store_datasets.set_status(tx, dataset, STATUS_OF_ACTION[action], actor)
+    status = store_datasets.set_status(tx, dataset, dataset_status.STATUS_OF_ACTION[action], actor)
     grants_ended = applications_closed = 0
-    if status == "withdrawn":
+    if dataset_status.is_withdrawn(status):
         grants_ended, applications_closed = end_dataset_access(tx, dataset, actor)
     return {"dataset": dataset, "status": status, "previous_status": row[0],
             "grants_ended": grants_ended, "applications_closed": applications_closed}

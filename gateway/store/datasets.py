@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core import status as dataset_status
 from gateway.store import audit
 from gateway.store.db import Tx
 
@@ -69,7 +70,7 @@ def set_status(tx: Tx, dataset: str, status: str, actor: str) -> str:
                  (dataset,))
     assert row is not None
     current = row[0]
-    if current == "withdrawn" or current == status:
+    if dataset_status.is_withdrawn(current) or current == status:
         return str(current)
     tx.execute("UPDATE datasets SET status = ?, updated_at = ? WHERE dataset = ?", (status, utc_now_text(), dataset))
     audit.append(tx, _STATUS_EVENT[status], actor, dataset, {"from": current, "to": status})

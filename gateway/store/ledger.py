@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core import status as dataset_status
 from gateway.core.budget import is_lifetime_account, nano_to_float
 from gateway.errors import (
     BudgetExhausted,
-    DatasetSuspended,
-    DatasetWithdrawn,
     Forbidden,
     Unauthorized,
 )
@@ -88,10 +87,10 @@ def check_can_release(tx: Tx, dataset: str, org_id: str) -> None:
     """Dataset and requester status as the store has them now (R-BU-07, R-AU-05)."""
     row = tx.one("SELECT d.status, (SELECT o.status FROM organisations o WHERE o.org_id = ?) "
                  "FROM datasets d WHERE d.dataset = ?" + _share_lock(tx), (org_id, dataset))
-    if row is None or row[0] == "withdrawn":
-        raise DatasetWithdrawn(f"dataset {dataset!r} has been withdrawn")
-    if row[0] == "suspended":
-        raise DatasetSuspended(f"dataset {dataset!r} is suspended")
+    refused = dataset_status.refusal(dataset, row[0] if row is not None else None)
+    if refused is not None:
+        raise refused
+    assert row is not None
     if row[1] != "active":
         raise Unauthorized()
 
