@@ -99,7 +99,8 @@ def _insert_version(tx: Tx, product_id: str, version: int, definition: dict[str,
 def create_product(tx: Tx, product_id: str, merchant_org: str, dataset: str, definition: dict[str, Any],
                    policy_version: str, actor: str) -> ProductVersion:
     if get_product(tx, product_id) is not None:
-        raise Conflict(f"the product id {product_id!r} is taken: choose another (of your own product, draft a new version)")
+        raise Conflict(f"the product id {product_id!r} is taken: choose another "
+                       "(of your own product, draft a new version)")
     now = utc_now_text()
     tx.execute("INSERT INTO products (product_id, merchant_org, dataset, published_version, created_at, "
                "updated_at) VALUES (?, ?, ?, NULL, ?, ?)", (product_id, merchant_org, dataset, now, now))
