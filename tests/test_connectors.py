@@ -29,6 +29,7 @@ from gateway.data.validate import SnapshotRefused
 from gateway.policyfiles import load_policies, shipped_policies_dir
 from gateway.runtime.parts import Runtime
 from gateway.service.supply import activate_current_snapshots, current_snapshot_id, supply_of
+from gateway.service.supply_follow import Follower
 from gateway.store import snapshots as store
 from tests.fixtures.supply.harness import audit_entries, open_runtime_async
 
@@ -263,16 +264,16 @@ async def test_the_refresher_pulls_on_its_schedule(pulled: tuple[Runtime, Upstre
     rt, script = pulled
     script.body = parquet_bytes(residents)
     await activate_current_snapshots(rt)
-    supply = supply_of(rt)
-    supply._sync_refreshers()
-    task = supply.refreshers["residents"]
+    follower = Follower(supply_of(rt))
+    follower._sync_refreshers()
+    task = follower.refreshers["residents"]
     try:
         await asyncio.sleep(0.05)
         assert not task.done() and len(script.requests) == 1  # the activation's pull only
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert set(supply.refreshers) == {"residents"}  # only pulled sources get a refresher
+    assert set(follower.refreshers) == {"residents"}  # only pulled sources get a refresher
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -24,6 +24,7 @@ from gateway.service.supply import (
     datasets_not_loaded,
     supply_of,
 )
+from gateway.service.supply_follow import Follower
 from gateway.store import snapshots as store
 from tests.fixtures.supply.harness import audit_entries, open_runtime_async
 
@@ -236,7 +237,7 @@ async def test_a_replica_follows_a_snapshot_made_current_elsewhere(
         residents.head(1234).write_parquet(body)
         loaded = await supply_of(one).load_upload("residents", body, "parquet", "demo-bureau")
         assert current_snapshot_id(two, "residents") != loaded.record.snapshot_id
-        await supply_of(two).follow()
+        await Follower(supply_of(two)).follow()
         assert current_snapshot_id(two, "residents") == loaded.record.snapshot_id
     finally:
         await asyncio.to_thread(one.close)
@@ -256,7 +257,7 @@ async def test_a_dataset_that_never_loaded_is_reported_and_retried(
     assert failures == 1
     (runtime.settings.state_path / "v.parquet").rename(runtime.settings.data_path / "vehicles.parquet")
     supply_of(runtime).tried["vehicles"] = -1e9  # as if the retry interval had passed
-    await supply_of(runtime).follow()
+    await Follower(supply_of(runtime)).follow()
     assert datasets_not_loaded(runtime) == []
 
 
@@ -329,14 +330,15 @@ def narrowed(version: str) -> DatasetPolicy:
 async def test_a_new_policy_version_rechecks_the_current_snapshot(runtime: Runtime) -> None:
     await activate_current_snapshots(runtime)
     supply = supply_of(runtime)
+    follower = Follower(supply)
     serving = current_snapshot_id(runtime, "residents")
     runtime.registry.policies["residents"] = dataclasses.replace(RESIDENTS, version="v2-compatible")
-    await supply.follow()
+    await follower.follow()
     assert supply.served["residents"].policy_version == "v2-compatible"
     assert current_snapshot_id(runtime, "residents") == serving
     runtime.registry.policies["residents"] = narrowed("v3-narrower")
     for _ in range(3):  # retried once per policy version, not once per round
-        await supply.follow()
+        await follower.follow()
     assert current_snapshot_id(runtime, "residents") == serving  # the last good one serves on
     refused = audit_entries(runtime, "snapshot.refused")
     assert refused == [{"actor": "system", "subject": "residents", "payload": {

@@ -2,14 +2,14 @@
 
 Every load runs the same way, one at a time per dataset: pull (or receive) a table, check it
 and write its canonical file, load that file into the sandbox, then record it in the store as
-the dataset's current snapshot (with its audit entry) and publish its id in
-`runtime.snapshots`. The sandbox goes first so that the store never points other replicas at
-a snapshot that cannot be served. A table that fails its check is refused with the list of
-its problems (and audited); anything that fails leaves the previous snapshot serving.
+the dataset's current snapshot (with its audit entry) and serve it (`Supply.served`). The
+sandbox goes first so that the store never points other replicas at a snapshot that cannot be
+served. A table that fails its check is refused with the list of its problems (and audited);
+anything that fails leaves the previous snapshot serving.
 
-In the background (`supply_running`), each pulled source is refreshed on its schedule, and
-every few seconds this replica follows the store: snapshots made current by other replicas,
-new policy versions, and datasets that have not loaded yet.
+In the background (`supply_running`, `supply_follow.Follower`), each pulled source is refreshed
+on its schedule, and every few seconds this replica follows the store: snapshots made current by
+other replicas, new policy versions, and datasets that have not loaded yet.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.connectors import SourceUnavailable
 from gateway.data.connectors.views import Side, view_inputs
-from gateway.data.sources import Incoming, SourceMemory, pull, refresh_seconds, source_newer
+from gateway.data.sources import Incoming, SourceMemory, pull, source_newer
 from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
@@ -38,8 +38,6 @@ from gateway.store import snapshots as store
 from gateway.store.snapshots import SnapshotRecord
 
 log = logging.getLogger("gateway.supply")
-FOLLOW_SECONDS = 2.0
-RETRY_UNLOADED_SECONDS = 30.0
 SYSTEM = "system"
 
 
@@ -69,9 +67,7 @@ class Supply:
         self.served: dict[str, Served] = {}
         self.memory: dict[str, SourceMemory] = defaultdict(SourceMemory)
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.tried: dict[str, float] = {}
-        self.adopting: dict[str, tuple[str, str]] = {}
-        self.refreshers: dict[str, asyncio.Task[None]] = {}
+        self.tried: dict[str, float] = {}  # dataset -> when a load from its source was last tried
 
     # ------------------------------------------------------------ loads
 
@@ -121,12 +117,12 @@ class Supply:
         try:
             await self.load_from_source(dataset, force=force)
         except SnapshotRefused as exc:
-            self._failed(dataset, "refused", [f"{p.code}:{p.column or ''}" for p in exc.problems])
+            self.failed(dataset, "refused", [f"{p.code}:{p.column or ''}" for p in exc.problems])
         except SourceUnavailable as exc:
-            self._failed(dataset, "unavailable", [str(exc)])
+            self.failed(dataset, "unavailable", [str(exc)])
         except Exception as exc:  # a bug or a library error: keep serving, say so (the class
             # only: library messages may quote values, which logs never hold, R-OP-05)
-            self._failed(dataset, "error", [type(exc).__name__])
+            self.failed(dataset, "error", [type(exc).__name__])
         return dataset in self.served
 
     def suppliable(self, dataset: str) -> DatasetPolicy:
@@ -196,7 +192,7 @@ class Supply:
         self.served[policy.dataset] = Served(snapshot_id, path, policy.version)
         self.runtime.metrics.set_dataset_available(policy.dataset, True)
 
-    async def _serve(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
+    async def serve(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
         await self._load_sandbox(policy, snapshot_id, path)
         self._publish(policy, snapshot_id, path)
 
@@ -206,7 +202,7 @@ class Supply:
         keep.add(self.served[dataset].snapshot_id)
         await asyncio.to_thread(files.prune, self.root, dataset, keep)
 
-    def _failed(self, dataset: str, why: str, details: list[str]) -> None:
+    def failed(self, dataset: str, why: str, details: list[str]) -> None:
         self.runtime.metrics.source_failure(dataset)
         if dataset not in self.served:
             self.runtime.metrics.set_dataset_available(dataset, False)
@@ -215,7 +211,7 @@ class Supply:
                                 "source": policy.source.kind if policy else "", "details": details,
                                 "serving": self.served[dataset].snapshot_id if dataset in self.served else None}))
 
-    # ------------------------------------------------------------ start-up and following
+    # ------------------------------------------------------------ start-up
 
     def wanted(self) -> list[str]:
         """Datasets that should be served: all but the withdrawn, plain sources before views."""
@@ -232,94 +228,30 @@ class Supply:
         policy = self.runtime.registry.get(dataset)
         async with self.locks[dataset]:
             kept = await self.runtime.store.read(store.current, dataset)
-            if kept is not None and await self._still_good(policy, kept):
+            if kept is not None and await self.still_good(policy, kept):
                 try:
-                    await self._serve(policy, kept.snapshot_id, self._path(kept))
+                    await self.serve(policy, kept.snapshot_id, self.path_of(kept))
                     return True
                 except Exception as exc:  # rebuilt from the source below
-                    self._failed(dataset, "error", [f"kept snapshot: {type(exc).__name__}"])
+                    self.failed(dataset, "error", [f"kept snapshot: {type(exc).__name__}"])
         return await self.refresh(dataset, force=True)
 
-    def _path(self, record: SnapshotRecord) -> Path:
+    def path_of(self, record: SnapshotRecord) -> Path:
         return files.snapshot_path(self.root, record.dataset, record.snapshot_id)
 
-    async def _still_good(self, policy: DatasetPolicy, kept: SnapshotRecord) -> bool:
+    async def still_good(self, policy: DatasetPolicy, kept: SnapshotRecord) -> bool:
         """The kept file exists, fits the policy in force, and its local source is not newer."""
-        path = self._path(kept)
+        path = self.path_of(kept)
         if not path.is_file() or source_newer(policy, self.runtime.settings.data_path, path):
             return False
         if kept.policy_version == policy.version:
             return True
         return not await asyncio.to_thread(files.recheck, path, policy)
 
-    async def follow(self) -> None:
-        """One round: adopt snapshots other replicas made current; load what is not loaded."""
-        pointers = await self.runtime.store.read(store.current_ids)
-        now = time.monotonic()
-        for dataset in self.wanted():
-            served = self.served.get(dataset)
-            policy = self.runtime.registry.policies[dataset]
-            if served is None:
-                if now - self.tried.get(dataset, 0.0) >= RETRY_UNLOADED_SECONDS:
-                    self.tried[dataset] = now
-                    await self.activate(dataset)
-                continue
-            wanted = (pointers.get(dataset, served.snapshot_id), policy.version)
-            if wanted != (served.snapshot_id, served.policy_version) and self.adopting.get(dataset) != wanted:
-                self.adopting[dataset] = wanted  # one attempt per pointer and policy version
-                await self._adopt(dataset)
-        self._sync_refreshers()
 
-    async def _adopt(self, dataset: str) -> None:
-        """Serve the store's current snapshot under the policy in force, or rebuild it."""
-        policy = self.runtime.registry.get(dataset)
-        async with self.locks[dataset]:
-            kept = await self.runtime.store.read(store.current, dataset)
-            served = self.served.get(dataset)
-            if kept is None or (served and (served.snapshot_id, served.policy_version)
-                                == (kept.snapshot_id, policy.version)):
-                return
-            if await self._still_good(policy, kept):
-                try:
-                    await self._serve(policy, kept.snapshot_id, self._path(kept))
-                    return
-                except SnapshotInvalid as exc:
-                    self._failed(dataset, "refused", [f"engine_refused: {exc}"])
-                    return
-            if not self._path(kept).is_file():  # the data root is not shared with that replica
-                self._failed(dataset, "unavailable", ["the current snapshot's file is missing"])
-                return
-        await self.refresh(dataset)  # the policy changed and the snapshot no longer fits it
 
-    def _sync_refreshers(self) -> None:
-        for dataset in self.wanted():
-            task = self.refreshers.get(dataset)
-            if (task is None or task.done()) and refresh_seconds(self.runtime.registry.policies[dataset]):
-                self.refreshers[dataset] = asyncio.create_task(self._refresh_loop(dataset))
 
-    async def _refresh_loop(self, dataset: str) -> None:
-        while True:
-            policy = self.runtime.registry.policies.get(dataset)
-            interval = refresh_seconds(policy) if policy else None
-            if interval is None or self.runtime.registry.withdrawn(dataset):
-                return
-            await asyncio.sleep(interval)
-            await self.refresh(dataset)
 
-    async def run(self) -> None:
-        """The background: follow the store and keep one refresher per pulled source."""
-        try:
-            while True:
-                try:
-                    await self.follow()
-                except Exception:  # the store may be briefly down; readiness reports that
-                    log.warning("following snapshots failed", exc_info=True)
-                await asyncio.sleep(FOLLOW_SECONDS)
-        finally:
-            for task in self.refreshers.values():
-                task.cancel()
-            await asyncio.gather(*self.refreshers.values(), return_exceptions=True)
-            self.refreshers.clear()
 
 
 # ---------------------------------------------------------------- what the rest of the app calls
@@ -339,7 +271,9 @@ async def activate_current_snapshots(runtime: Runtime) -> None:
 
 def supply_running(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
     """Refreshers and the store follower, for the app's lifetime."""
-    return task_running(supply_of(runtime).run())
+    from gateway.service.supply_follow import Follower
+
+    return task_running(Follower(supply_of(runtime)).run())
 
 
 def check_supplier(who: Principal, policy: DatasetPolicy) -> None:
