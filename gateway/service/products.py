@@ -9,8 +9,6 @@ priced by the product and attributed to its merchant.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -23,6 +21,7 @@ from gateway.core.policy import DatasetPolicy
 from gateway.core.products import Template, bind, bind_values, draft_template, parse_parameters, parse_template
 from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
+from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import ProductCall, refusals_recorded
 from gateway.service.answers import QueryReply
@@ -80,16 +79,19 @@ def seed_published(tx: Tx, product_id: str, merchant_org: str, dataset: str, def
     return True
 
 
-@functools.lru_cache(maxsize=256)
-def _template(digest: str, definition_json: str, dataset: str) -> Template:
-    """Parsed once per definition (keyed by its hash): invocations only bind values."""
-    d = json.loads(definition_json)
-    return parse_template(d["sql"], parse_parameters(d["parameters"]), epsilon=Decimal(d["epsilon"]),
-                          delta=Decimal(d["delta"]), dataset=dataset)
+_TEMPLATES: Cache[tuple[str, str], Template] = Cache(256)  # (definition hash, dataset) -> parsed
 
 
 def template_of(product: store_products.Product, version: store_products.ProductVersion) -> Template:
-    return _template(version.definition_hash, json.dumps(version.definition, sort_keys=True), product.dataset)
+    """Parsed once per definition (keyed by its hash): invocations only bind values."""
+    key = (version.definition_hash, product.dataset)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        d = version.definition
+        template = parse_template(d["sql"], parse_parameters(d["parameters"]), epsilon=Decimal(d["epsilon"]),
+                                  delta=Decimal(d["delta"]), dataset=product.dataset)
+        _TEMPLATES.put(key, template)
+    return template
 
 
 def public_view(runtime: Runtime, product: store_products.Product,
