@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from gateway.dp.port import SandboxPort
 from gateway.dp.sandbox import Sandbox
 from gateway.runtime.parts import Runtime
-from gateway.service.supply import activate_current_snapshots, supply_running
+from gateway.service.supply import activate_current_snapshots
+from gateway.service.supply_follow import supply_running
 
 
 @contextlib.asynccontextmanager

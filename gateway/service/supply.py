@@ -15,7 +15,6 @@ other replicas, new policy versions, and datasets that have not loaded yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -33,7 +32,6 @@ from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
 from gateway.runtime.parts import Runtime
-from gateway.runtime.tasks import task_running
 from gateway.store import snapshots as store
 from gateway.store.snapshots import SnapshotRecord
 
@@ -268,12 +266,6 @@ async def activate_current_snapshots(runtime: Runtime) -> None:
     (the gateway not ready) and are retried in the background by `supply_running`."""
     await supply_of(runtime).activate_all()
 
-
-def supply_running(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
-    """Refreshers and the store follower, for the app's lifetime."""
-    from gateway.service.supply_follow import Follower
-
-    return task_running(Follower(supply_of(runtime)).run())
 
 
 def check_supplier(who: Principal, policy: DatasetPolicy) -> None:

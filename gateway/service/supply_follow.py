@@ -4,12 +4,15 @@ current, new policy versions, datasets not loaded yet, and one refresher per pul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from gateway.data.sources import refresh_seconds
 from gateway.dp.outcome import SnapshotInvalid
-from gateway.service.supply import Supply
+from gateway.runtime.parts import Runtime
+from gateway.runtime.tasks import task_running
+from gateway.service.supply import Supply, supply_of
 from gateway.store import snapshots as store
 
 log = logging.getLogger("gateway.supply")
@@ -89,3 +92,8 @@ class Follower:
                 task.cancel()
             await asyncio.gather(*self.refreshers.values(), return_exceptions=True)
             self.refreshers.clear()
+
+
+def supply_running(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
+    """Refreshers and the store follower, for the app's lifetime."""
+    return task_running(Follower(supply_of(runtime)).run())
