@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.data.snapshots import Format, incoming_file
+from gateway.data.streams import stream_to_file
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.http.keys import RUNTIME
 from gateway.http.routing import Route, principal, route
@@ -22,7 +23,6 @@ MEDIA_TYPES: dict[str, Format] = {
     "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
     "application/octet-stream": "parquet", "text/csv": "csv",
 }
-CHUNK = 1 << 16
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 
@@ -48,19 +48,11 @@ async def receive(request: web.Request, dest: Path, limit: int) -> Path:
     """Stream the body to `dest`; 413 past `limit`, 400 when empty."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge("The upload is over the configured limit (max_upload_bytes).")
-    written = 0
-    try:
-        with open(dest, "wb") as fh:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                written += len(chunk)
-                if written > limit:
-                    raise PayloadTooLarge("The upload is over the configured limit (max_upload_bytes).")
-                fh.write(chunk)
-        if written == 0:
-            raise InvalidRequest("the body is empty")
-    except BaseException:
+    written = await stream_to_file(request.content, dest, limit, lambda: PayloadTooLarge(
+        "The upload is over the configured limit (max_upload_bytes)."))
+    if written == 0:
         dest.unlink(missing_ok=True)
-        raise
+        raise InvalidRequest("the body is empty")
     return dest
 
 

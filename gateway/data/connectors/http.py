@@ -17,9 +17,9 @@ import aiohttp
 
 from gateway.data.connectors import SourceUnavailable
 from gateway.data.snapshots import Format
+from gateway.data.streams import stream_to_file
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_CHUNK = 1 << 16
 _MEDIA_FORMATS: dict[str, Format] = {
     "text/csv": "csv", "application/csv": "csv",
     "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
@@ -115,10 +115,4 @@ def _format_of(content_type: str) -> Format:
 async def _save(resp: aiohttp.ClientResponse, dest: Path, max_bytes: int) -> None:
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise SourceUnavailable(f"http: body of {resp.content_length} bytes is over max_bytes")
-    written = 0
-    with open(dest, "wb") as fh:
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            written += len(chunk)
-            if written > max_bytes:
-                raise SourceUnavailable("http: body is over max_bytes")
-            fh.write(chunk)
+    await stream_to_file(resp.content, dest, max_bytes, lambda: SourceUnavailable("http: body is over max_bytes"))
