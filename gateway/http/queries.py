@@ -19,7 +19,7 @@ from gateway.http.body import json_object, only_fields
 from gateway.http.keys import DATASET, RELEASE_LOG, RUNTIME
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.http.routing import Route, principal, route
-from gateway.service import ledger_views
+from gateway.service import ledger_views, receipts
 from gateway.service.admission import refusals_recorded, request_fingerprint
 from gateway.service.answers import QueryReply
 from gateway.service.queries import preview, run_query
@@ -149,4 +149,14 @@ async def get_release(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
-ROUTES: tuple[Route, ...] = (post_query, post_preview, get_budget, get_usage, get_audit_verify, get_release)
+@route("GET", "/v1/queries/{query_id}/receipt", {"requester"})
+async def get_receipt(request: web.Request) -> web.Response:
+    """A signed receipt for a release: a compact JWS that anyone holding the JWKS can verify."""
+    jws = await receipts.receipt(request.app[RUNTIME], principal(request), request.match_info["query_id"])
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response({"receipt": jws})
+    return web.Response(text=jws, content_type="application/jose")
+
+
+ROUTES: tuple[Route, ...] = (post_query, post_preview, get_budget, get_usage, get_audit_verify, get_release,
+                             get_receipt)

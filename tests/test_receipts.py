@@ -1,0 +1,70 @@
+"""Signed receipts: every release can be fetched as a compact JWS that verifies offline with the JWKS."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from gateway.auth.receipts import ReceiptInvalid, verify_receipt
+from tests.support import Gateway
+
+SQL = "SELECT sex, COUNT(*) AS n FROM residents GROUP BY sex"
+
+
+def ask(gw: Gateway, sql: str = SQL, client: str = "demo-bank") -> dict:
+    r = gw.api("POST", "/v1/queries", client, {"dataset": "residents", "sql": sql, "epsilon": 0.05})
+    assert r.status == 200, r.body
+    return r.json
+
+
+def receipt(gw: Gateway, query_id: str, client: str = "demo-bank") -> str:
+    r = gw.api("GET", f"/v1/queries/{query_id}/receipt", client)
+    assert r.status == 200, r.body
+    assert r.header("content-type") or "".startswith("application/jose")
+    return r.body.decode()
+
+
+def test_a_receipt_carries_the_released_numbers_and_verifies_with_the_jwks(gateway: Gateway) -> None:
+    answer = ask(gateway)
+    jws = receipt(gateway, answer["query_id"])
+    jwks = gateway.api("GET", "/.well-known/jwks.json").json
+    claims = verify_receipt(jws, jwks)
+    assert claims["query_id"] == answer["query_id"] and claims["dataset"] == "residents"
+    assert claims["rows"] == answer["rows"] and claims["epsilon"] == "0.05"
+    assert claims["snapshot_id"] == answer["snapshot_id"] and claims["policy_version"] == answer["policy_version"]
+    assert len(claims["audit_entry_hash"]) == 64 and claims["price"]["currency"] == "CNY"
+    header = json.loads(base64.urlsafe_b64decode(jws.split(".")[0] + "=="))
+    assert header["alg"] == "EdDSA" and header["kid"] in {k["kid"] for k in jwks["keys"]}
+
+
+def test_a_cached_answer_has_the_same_receipt_and_json_is_offered(gateway: Gateway) -> None:
+    sql = "SELECT township, COUNT(*) AS n FROM residents GROUP BY township"
+    first, again = ask(gateway, sql), ask(gateway, sql)
+    assert again["cached"] and again["query_id"] == first["query_id"]
+    wrapped = gateway.api("GET", f"/v1/queries/{first['query_id']}/receipt", "demo-bank",
+                          headers={"Accept": "application/json"})
+    assert wrapped.status == 200 and wrapped.json["receipt"] == receipt(gateway, first["query_id"])
+
+
+def test_a_changed_payload_or_signature_or_unknown_key_does_not_verify(gateway: Gateway) -> None:
+    jws = receipt(gateway, ask(gateway)["query_id"])
+    jwks = gateway.api("GET", "/.well-known/jwks.json").json
+    head, payload, signature = jws.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["rows"][0][1] += 1
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    for bad in (f"{head}.{forged}.{signature}", f"{head}.{payload}.{signature[:-4]}AAAA", "a.b", ""):
+        with pytest.raises(ReceiptInvalid):
+            verify_receipt(bad, jwks)
+    with pytest.raises(ReceiptInvalid):
+        verify_receipt(jws, {"keys": []})
+
+
+def test_another_organisation_gets_a_404_like_a_missing_release(gateway: Gateway) -> None:
+    query_id = ask(gateway)["query_id"]
+    theirs = gateway.api("GET", f"/v1/queries/{query_id}/receipt", "demo-insurer")
+    missing = gateway.api("GET", "/v1/queries/no-such-query/receipt", "demo-insurer")
+    assert theirs.status == missing.status == 404 and theirs.json["detail"] == missing.json["detail"]
+    assert gateway.api("GET", f"/v1/queries/{query_id}/receipt", "demo-bureau").status == 403
