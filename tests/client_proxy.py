@@ -7,7 +7,10 @@ a deploy, a list served in pages. `FrontProxy` forwards every request to the gat
 request, do one of:
 
 - `lose`: forward it, let the gateway answer in full, then close the connection without a reply;
-- `cut`: forward it and close the client's connection at once, while the gateway still works;
+- `cut`: close the client's connection without a reply and hold the request; when the client
+  tries again, forward the held request first and the new one a moment later, so that the
+  gateway is still working on a slow first one when the second arrives (what a retry after a
+  timeout meets);
 - `unavailable`: answer 503 problem+json with `Retry-After` itself, forwarding nothing.
 
 `paginate(path, size)` serves that list in pages of `size` items with `next` links (in the
@@ -21,11 +24,15 @@ import http.client
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# Seconds between the held request and the retry: long enough for the first to claim its key,
+# short enough that a slow release (a few hundred ms) is still running when the retry arrives.
+HOLD_GAP = 0.1
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -34,6 +41,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    status: int | None = None  # what the gateway answered, when it was asked and answered in time
 
 
 @dataclass
@@ -55,6 +63,7 @@ class Pages:
 class FrontProxy:
     upstream: str
     seen: list[Seen] = field(default_factory=list)
+    held: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     pages: dict[str, Pages] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
@@ -105,7 +114,8 @@ class FrontProxy:
                 return f
         return None
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def forward(self, method: str, path: str, headers: dict[str, str],
+                body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         target = urllib.parse.urlsplit(self.upstream)
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
         try:
@@ -128,7 +138,8 @@ class Hop(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         path_only = self.path.split("?")[0]
-        self.owner.seen.append(Seen(self.command, self.path, dict(headers)))
+        seen = Seen(self.command, self.path, dict(headers))
+        self.owner.seen.append(seen)
         fault = self.owner.take_fault(self.command, path_only)
         if fault and fault.kind == "unavailable":
             problem = {"type": "about:blank", "title": "Service unavailable", "status": 503,
@@ -136,13 +147,17 @@ class Hop(BaseHTTPRequestHandler):
             return self.reply(503, [("Content-Type", "application/problem+json"),
                                     ("Retry-After", str(fault.retry_after))], json.dumps(problem).encode())
         if fault and fault.kind == "cut":
-            t = threading.Thread(target=self.owner.forward, args=(self.command, self.path, headers, body))
+            self.owner.held.append((self.command, self.path, headers, body))
+            return self.hang_up()
+        if self.owner.held:
+            t = threading.Thread(target=self.owner.forward, args=self.owner.held.pop())
             t.start()
             self.owner.background.append(t)
-            return self.hang_up()
+            time.sleep(HOLD_GAP)
         if self.command == "GET" and path_only in self.owner.pages:
             return self.page(path_only, headers)
         status, out_headers, out_body = self.owner.forward(self.command, self.path, headers, body)
+        seen.status = status
         if fault and fault.kind == "lose":
             return self.hang_up()
         self.reply(status, out_headers, out_body)
