@@ -10,9 +10,9 @@ from typing import Any
 
 
 def cell(value: Any) -> str:
-    """A value as a person reads it: counts whole, money and means to two places, None blank."""
+    """A value as a person reads it: counts whole, money and means to two places, None a dash."""
     if value is None:
-        return ""
+        return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

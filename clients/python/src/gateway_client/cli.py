@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("table", "csv", "json"):
         kinds.add_argument(f"--{kind}", dest="format", action="store_const", const=kind)
 
-    parser = argparse.ArgumentParser(prog="gateway-client", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="gateway-client", description=__doc__.split("\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(commands, common, "catalog", run_catalog, "datasets you may query, or one dataset's columns") \
