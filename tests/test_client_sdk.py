@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -482,3 +483,29 @@ def test_example_credit_risk_by_township(sdk_gateway: Gateway) -> None:
 TOWNSHIP_NAMES = {"Chengguan", "Lingxi", "Baishi", "Qiaotou", "Dongfeng", "Xinhe", "Shuangquan", "Yangliu",
                   "Gaoping", "Longtan", "Shiban", "Huanggang", "Nanshan", "Beiling", "Hetang", "Zhuyuan",
                   "Fengshu", "Meilin", "Tianxin", "Guanyin"}
+
+
+@pytest.mark.slow
+def test_the_client_installs_on_its_own(tmp_path: Path) -> None:
+    """`pip install clients/python` needs nothing of the gateway: the wheel holds the package, its
+    types and the command, depends on httpx alone, and imports from the wheel by itself."""
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path),
+                            str(ROOT / "clients" / "python")], capture_output=True, text=True, timeout=600)
+    if built.returncode != 0:
+        pytest.skip(f"cannot build the wheel here (the build backend comes from the package index): {built.stderr}")
+    wheel = next(tmp_path.glob("county_gateway_client-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        metadata = zf.read(next(n for n in names if n.endswith("/METADATA"))).decode()
+        entry_points = zf.read(next(n for n in names if n.endswith("/entry_points.txt"))).decode()
+    assert {"gateway_client/py.typed", "gateway_client/client.py", "gateway_client/aio.py"} <= names
+    assert not any(n.startswith("gateway/") for n in names)
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert [r for r in requires if "extra ==" not in r] == ["Requires-Dist: httpx<1,>=0.27"]
+    assert "gateway-client = gateway_client.cli:main" in entry_points
+    probe = ("import sys, gateway_client, gateway_client.cli; "
+             "assert gateway_client.__file__.startswith(sys.argv[1]); "
+             "assert not [m for m in sys.modules if m == 'gateway' or m.startswith('gateway.')]")
+    imported = subprocess.run([sys.executable, "-c", probe, str(wheel)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(wheel)}, cwd=tmp_path, timeout=60)
+    assert imported.returncode == 0, imported.stderr
