@@ -348,17 +348,20 @@ def test_usage_without_pages_is_one_request(sdk_gateway: Gateway) -> None:
         assert items == sdk_gateway.api("GET", "/v1/usage", "demo-bank").json["items"]
 
 
-# -- state changes and limits: a gateway of their own --------------------------------------------------
+# -- limits and state changes ----------------------------------------------------------------------------
 
-def test_budget_exhausted(fresh_gateway: Gateway) -> None:
-    with client(fresh_gateway, "demo-insurer") as gw:  # 5 epsilon a month on residents
-        for age in (40, 41):
-            gw.query("residents", f"SELECT COUNT(*) AS n FROM residents WHERE age >= {age}", epsilon=2)
+def test_budget_exhausted(sdk_gateway: Gateway) -> None:
+    with client(sdk_gateway) as gw:  # 5 epsilon a month on social_insurance, at most 1 a query
+        months = [f"2025-{m:02d}" for m in range(1, 7)]
+        for month in months[:5]:
+            gw.query("social_insurance", f"SELECT COUNT(*) AS n FROM social_insurance WHERE month = '{month}'",
+                     epsilon=1)
         with pytest.raises(gc.BudgetExhausted) as exhausted:
-            gw.query("residents", "SELECT COUNT(*) AS n FROM residents WHERE age >= 42", epsilon=2)
+            gw.query("social_insurance", f"SELECT COUNT(*) AS n FROM social_insurance WHERE month = '{months[5]}'",
+                     epsilon=1)
         assert exhausted.value.status == 403 and exhausted.value.code == "budget_exhausted"
-        assert isinstance(exhausted.value, gc.Forbidden) and exhausted.value.epsilon_remaining == pytest.approx(1.0)
-        assert spent(gw, "residents") == pytest.approx(4.0)
+        assert isinstance(exhausted.value, gc.Forbidden) and exhausted.value.epsilon_remaining == 0
+        assert spent(gw, "social_insurance") == pytest.approx(5.0)
 
 
 def test_suspended_and_withdrawn_datasets(fresh_gateway: Gateway) -> None:

@@ -21,6 +21,10 @@ class Client(ClientBase):
 
     Tokens are fetched and renewed as needed; a query or product call carries an
     Idempotency-Key, kept across retries, so a retry never spends budget twice.
+
+    Options: `timeout` (seconds, or an `httpx.Timeout`; a release may take the gateway's whole
+    query timeout), `retry` (a `RetryPolicy`), `sleep` (how to wait between tries), `transport`
+    (an httpx transport, for proxies or TLS settings of your own).
     """
 
     def __init__(self, base_url: str, client_id: str, client_secret: str, *,
