@@ -29,6 +29,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterat
         yield gw
 
 
+@pytest.fixture(scope="session")
+def client_gateway(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
+    """The Python client's tests spend budget here (each asks its own question: no cache shared)."""
+    with demo_gateway(tmp_path_factory.mktemp("client-gw"), demo_data) as gw:
+        yield gw
+
+
 @pytest.fixture
 def fresh_gateway(tmp_path: Path, demo_data: Path) -> Iterator[Gateway]:
     """A gateway of its own, for tests that spend budget or change state."""
