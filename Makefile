@@ -8,10 +8,10 @@ STATE ?= state/demo
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	$(BIN)/python -m pip install -q -e '.[test,lint]' -e 'clients/python[polars,pandas,receipts]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,8 +21,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff check gateway tests clients examples
 	$(BIN)/mypy
+	$(BIN)/mypy clients/python/src/gateway_client examples
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -68,3 +68,15 @@ def test_another_organisation_gets_a_404_like_a_missing_release(gateway: Gateway
     missing = gateway.api("GET", "/v1/queries/no-such-query/receipt", "demo-insurer")
     assert theirs.status == missing.status == 404 and theirs.json["detail"] == missing.json["detail"]
     assert gateway.api("GET", f"/v1/queries/{query_id}/receipt", "demo-bureau").status == 403
+
+
+def test_the_client_fetches_and_verifies_a_receipt(gateway: Gateway) -> None:
+    from gateway_client import Client, ReceiptInvalid, verify_receipt
+
+    with Client.from_credentials_file(gateway.state_dir / "demo-credentials.json", "demo-bank") as client:
+        answer = client.query("residents", "SELECT COUNT(*) AS n FROM residents WHERE age >= 60", epsilon=0.05)
+        jws = client.receipt(answer.query_id)
+        claims = verify_receipt(jws, client.jwks())
+    assert claims["query_id"] == answer.query_id and claims["rows"] == [list(r) for r in answer.rows]
+    with pytest.raises(ReceiptInvalid):
+        verify_receipt(jws[:-2] + ("AA" if not jws.endswith("AA") else "BB"), {"keys": []})

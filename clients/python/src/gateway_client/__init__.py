@@ -34,6 +34,7 @@ from gateway_client.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+from gateway_client.receipts import ReceiptInvalid, verify_receipt
 
 __version__ = "0.1.0"
 __all__ = [
@@ -56,10 +57,12 @@ __all__ = [
     "PayloadTooLarge",
     "PolicyViolation",
     "RateLimited",
+    "ReceiptInvalid",
     "ReleaseFailed",
     "RetryPolicy",
     "Unauthorized",
     "Unavailable",
     "Unprocessable",
     "UnsupportedMediaType",
+    "verify_receipt",
 ]

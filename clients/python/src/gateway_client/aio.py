@@ -94,6 +94,13 @@ class AsyncClient(ClientBase):
     async def release(self, query_id: str) -> Answer:
         return Answer.from_wire(await self._json(p.Call("GET", f"/v1/queries/{self.segment(query_id)}")))
 
+    async def receipt(self, query_id: str) -> str:
+        return (await self._send(p.Call("GET", f"/v1/queries/{self.segment(query_id)}/receipt",
+                                          headers={"Accept": "application/jose"}))).text.strip()
+
+    async def jwks(self) -> dict[str, Any]:
+        return await self._json(p.Call("GET", "/.well-known/jwks.json"))
+
     # -- transport ----------------------------------------------------------------------------
 
     async def _json(self, call: p.Call) -> dict[str, Any]:

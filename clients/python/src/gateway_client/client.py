@@ -108,6 +108,15 @@ class Client(ClientBase):
         """A stored release of the caller's, read back (spends and bills nothing)."""
         return Answer.from_wire(self._json(p.Call("GET", f"/v1/queries/{self.segment(query_id)}")))
 
+    def receipt(self, query_id: str) -> str:
+        """The signed receipt of a release of the caller's: a compact JWS (see `verify_receipt`)."""
+        return self._send(p.Call("GET", f"/v1/queries/{self.segment(query_id)}/receipt",
+                                          headers={"Accept": "application/jose"})).text.strip()
+
+    def jwks(self) -> dict[str, Any]:
+        """The gateway's published signing keys (retired ones flagged), for verifying receipts."""
+        return self._json(p.Call("GET", "/.well-known/jwks.json"))
+
     # -- transport ----------------------------------------------------------------------------
 
     def _json(self, call: p.Call) -> dict[str, Any]:
