@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from gateway.auth.receipts import ReceiptInvalid, verify_receipt
-from tests.support import Gateway
+from tests.support import BIN, Gateway
 
 SQL = "SELECT sex, COUNT(*) AS n FROM residents GROUP BY sex"
 
@@ -80,3 +83,28 @@ def test_the_client_fetches_and_verifies_a_receipt(gateway: Gateway) -> None:
     assert claims["query_id"] == answer.query_id and claims["rows"] == [list(r) for r in answer.rows]
     with pytest.raises(ReceiptInvalid):
         verify_receipt(jws[:-2] + ("AA" if not jws.endswith("AA") else "BB"), {"keys": []})
+
+
+def test_a_retired_key_still_verifies_its_receipts_and_no_token(fresh_gateway: Gateway, tmp_path: Path) -> None:
+    """After `gateway keys rotate` and the old key's retirement, the JWKS lists it apart under
+    `retired_keys` (token verifiers read `keys` only) and `gateway receipt verify` accepts it."""
+    gw = fresh_gateway
+    answer = ask(gw)
+    jws = receipt(gw, answer["query_id"])
+    old_kid = json.loads(base64.urlsafe_b64decode(jws.split(".")[0] + "=="))["kid"]
+    rotated = subprocess.run([str(BIN / "gateway"), "keys", "rotate", "--state-dir", str(gw.state_dir)],
+                             capture_output=True, text=True, timeout=120)
+    assert rotated.returncode == 0, rotated.stderr
+    with sqlite3.connect(gw.state_dir / "gateway.db") as db:  # as if the retirement time had passed
+        db.execute("UPDATE signing_keys SET retire_at = '2000-01-01T00:00:00.000000Z' WHERE kid = ?", (old_kid,))
+    jwks = gw.api("GET", "/.well-known/jwks.json").json
+    assert old_kid not in {k["kid"] for k in jwks["keys"]}
+    assert [k["kid"] for k in jwks["retired_keys"] if k.get("retired")] == [old_kid]
+    (tmp_path / "receipt.jws").write_text(jws)
+    ok = subprocess.run([str(BIN / "gateway"), "receipt", "verify", str(tmp_path / "receipt.jws"),
+                         "--jwks", gw.base + "/.well-known/jwks.json"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and answer["query_id"] in ok.stdout, ok.stderr
+    (tmp_path / "forged.jws").write_text(jws[:-3] + ("AAA" if not jws.endswith("AAA") else "BBB"))
+    bad = subprocess.run([str(BIN / "gateway"), "receipt", "verify", str(tmp_path / "forged.jws"),
+                          "--jwks", gw.base + "/.well-known/jwks.json"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "NOT verified" in bad.stderr

@@ -49,7 +49,8 @@ def verify_receipt(receipt: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
         raise ReceiptInvalid("the receipt's header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "EdDSA":
         raise ReceiptInvalid("a receipt is signed with EdDSA")
-    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == header.get("kid")]
+    published = [*jwks.get("keys", []), *jwks.get("retired_keys", [])]
+    keys = [k for k in published if isinstance(k, dict) and k.get("kid") == header.get("kid")]
     if not keys or keys[0].get("kty") != "OKP" or keys[0].get("crv") != "Ed25519":
         raise ReceiptInvalid("the receipt's key is not in the JWKS")
     public = Ed25519PublicKey.from_public_bytes(_b64decode(keys[0]["x"]))

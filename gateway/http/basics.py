@@ -51,8 +51,13 @@ def _credentials(request: web.Request, form: object) -> tuple[str, str]:
 @route("GET", "/.well-known/jwks.json", PUBLIC)
 async def jwks(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    keys = await runtime.store.read(identity.public_keys, utc_now_text())
-    return web.json_response({"keys": list(keys.values())}, headers={"Cache-Control": "max-age=60"})
+    now = utc_now_text()
+    keys = await runtime.store.read(identity.public_keys, now)
+    # Token verifiers read `keys` only; retired keys sit apart so that none of them accepts a token
+    # signed by one, while receipts they signed still verify (gateway receipt verify reads both).
+    retired = await runtime.store.read(identity.retired_keys, now)
+    return web.json_response({"keys": list(keys.values()), "retired_keys": retired},
+                             headers={"Cache-Control": "max-age=60"})
 
 
 @route("GET", "/healthz", PUBLIC)

@@ -67,6 +67,14 @@ def retire_keys_except(tx: Tx, keep_kid: str, retire_at: str, only: tuple[str, .
                        (retire_at, kid))
 
 
+def retired_keys(tx: Tx, now: str) -> list[dict[str, object]]:
+    """The public halves of keys retired by now: they verify no token, but still the receipts they
+    signed, so they stay published (flagged) beside the JWKS's `keys`."""
+    rows = tx.all("SELECT public_jwk FROM signing_keys WHERE retire_at IS NOT NULL AND retire_at <= ? "
+                  "ORDER BY created_at", (now,))
+    return [{**json.loads(r[0]), "retired": True} for r in rows]
+
+
 def public_keys(tx: Tx, now: str) -> dict[str, dict[str, str]]:
     """kid -> JWK for every key still verifying (not retired, or retiring later than now)."""
     rows = tx.all("SELECT kid, public_jwk FROM signing_keys WHERE retire_at IS NULL OR retire_at > ? "

@@ -1,7 +1,7 @@
 """Checking a gateway receipt offline: a compact JWS (EdDSA) over the canonical JSON of a release.
 
-Needs the `receipts` extra (`cryptography`). Keys marked `retired` in the JWKS still verify the
-receipts they signed: a key's retirement stops it signing, not what it signed.
+Needs the `receipts` extra (`cryptography`). Retired keys (the JWKS's `retired_keys`) still verify
+the receipts they signed: a key's retirement stops it signing, not what it signed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def verify_receipt(receipt: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
         raise ReceiptInvalid("the receipt's header or payload is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "EdDSA" or not isinstance(claims, dict):
         raise ReceiptInvalid("a receipt is an EdDSA-signed JSON object")
-    key = next((k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == header.get("kid")), None)
+    published = [*jwks.get("keys", []), *jwks.get("retired_keys", [])]
+    key = next((k for k in published if isinstance(k, dict) and k.get("kid") == header.get("kid")), None)
     if key is None or key.get("crv") != "Ed25519":
         raise ReceiptInvalid("the receipt's key is not in the JWKS")
     try:
