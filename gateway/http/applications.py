@@ -8,7 +8,7 @@ from gateway.http.admin import body_of
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import api
 from gateway.http.routing import Route, principal, route
-from gateway.service import applications
+from gateway.service import applications, contracts
 
 READERS = frozenset({"requester", "bureau", "source"})
 DECIDERS = frozenset({"bureau", "source"})
@@ -86,6 +86,16 @@ async def get_grant(request: web.Request) -> web.Response:
                                                           request.match_info["grant_id"]))
 
 
+@route("GET", "/v1/grants/{grant_id}/odrl", READERS)
+@api(response="OdrlAgreement", response_type="application/ld+json")
+async def get_grant_odrl(request: web.Request) -> web.Response:
+    """The grant as an ODRL 2.2 Agreement in JSON-LD (its holder, the source department, the bureau)."""
+    base = f"{request.scheme}://{request.host}"
+    doc = await contracts.grant_agreement(request.app[RUNTIME], principal(request), request.match_info["grant_id"],
+                                          base)
+    return web.json_response(doc, content_type="application/ld+json")
+
+
 @route("POST", "/v1/grants/{grant_id}/revoke", DECIDERS)
 @api(request="ReasonRequired", response="Grant")
 async def revoke_grant(request: web.Request) -> web.Response:
@@ -98,5 +108,6 @@ async def revoke_grant(request: web.Request) -> web.Response:
 
 ROUTES: tuple[Route, ...] = (
     post_application, list_applications, get_application, approve_application, cosign_application,
+    get_grant_odrl,
     reject_application, list_grants, get_grant, revoke_grant,
 )

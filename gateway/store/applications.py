@@ -192,7 +192,8 @@ class GrantView:
     def as_dict(self, now: str) -> dict[str, Any]:
         g = self.grant
         status = "expired" if g.status == "active" and g.valid_until and g.valid_until <= now else g.status
-        return {"id": g.grant_id, "org_id": g.org_id, "dataset": g.dataset, "product_id": g.product_id,
+        return {"id": g.grant_id, "grant_id": g.grant_id, "org_id": g.org_id, "dataset": g.dataset,
+                "product_id": g.product_id,
                 "epsilon_per_period": nano_to_float(g.epsilon_limit_nano), "valid_from": g.valid_from,
                 "valid_until": g.valid_until, "status": status, "created_at": self.created_at}
 
