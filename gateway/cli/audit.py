@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-
+from gateway.auth.checkpoints import sign_checkpoint, verify_checkpoint
 from gateway.auth.tokens import Keyring
 from gateway.cli.args import settings_of, state_args
-from gateway.clock import utc_now_text
-from gateway.core.canonical import canonical_bytes
 from gateway.settings import Settings
 from gateway.store import audit
 from gateway.store.schema import open_store
-
-
-def _signed_body(seq: int, head: str, at: str) -> bytes:
-    return canonical_bytes({"seq": seq, "head": head, "at": at})
 
 
 def write_checkpoint(settings: Settings, out: Path) -> tuple[int, str]:
@@ -30,25 +22,13 @@ def write_checkpoint(settings: Settings, out: Path) -> tuple[int, str]:
     finally:
         store.close()
     key = Keyring(settings.state_path / "keys").current()
-    at = utc_now_text()
-    signature = key.private.sign(_signed_body(seq, head, at))
-    out.write_text(json.dumps({"seq": seq, "head": head, "at": at, "kid": key.kid,
-                               "signature": base64.b64encode(signature).decode()}, indent=2))
+    out.write_text(json.dumps(sign_checkpoint(key, seq, head), indent=2))
     return seq, head
 
 
 def read_checkpoint(settings: Settings, path: Path) -> tuple[int, str]:
     """The (seq, head) of a checkpoint whose signature holds under one of our keys."""
-    data = json.loads(path.read_text())
-    body = _signed_body(int(data["seq"]), str(data["head"]), str(data["at"]))
-    for key in Keyring(settings.state_path / "keys").signing_keys():
-        if key.kid == data.get("kid"):
-            try:
-                key.private.public_key().verify(base64.b64decode(data["signature"]), body)
-            except InvalidSignature:
-                break
-            return int(data["seq"]), str(data["head"])
-    raise ValueError("the checkpoint's signature does not verify")
+    return verify_checkpoint(json.loads(path.read_text()), Keyring(settings.state_path / "keys").signing_keys())
 
 
 def verify_audit(settings: Settings, checkpoint: str | None = None) -> audit.Verdict:
