@@ -1,0 +1,14 @@
+"""Pages (filled in below)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.console.web import Page, page, render
+
+
+@page("GET", "/products", frozenset({"merchant"}))
+async def my_products(request: web.Request) -> web.Response:
+    return render(request, "catalog.html", datasets=[])
+
+
+PAGES: tuple[Page, ...] = (my_products,)
