@@ -30,6 +30,7 @@ SECURITY_HEADERS = {
 
 def all_pages() -> tuple[Page, ...]:
     from gateway.console import (
+        applications_pages,
         bureau_pages,
         people_pages,
         policy_pages,
@@ -39,8 +40,8 @@ def all_pages() -> tuple[Page, ...]:
         status_pages,
     )
 
-    return (people_pages.PAGES + requester_pages.PAGES + bureau_pages.PAGES + policy_pages.PAGES
-            + source_pages.PAGES + products_pages.PAGES + status_pages.PAGES)
+    return (people_pages.PAGES + requester_pages.PAGES + applications_pages.PAGES + products_pages.PAGES
+            + bureau_pages.PAGES + policy_pages.PAGES + source_pages.PAGES + status_pages.PAGES)
 
 
 def create_environment(app: web.Application) -> jinja2.Environment:
@@ -74,7 +75,7 @@ def setup_console(app: web.Application) -> None:
     pages = all_pages()
     console_web.MENU[:] = [p for p in pages if p.nav]
     for spec in pages:
-        app.router.add_route(spec.method, spec.path, guarded(spec), name="console." + spec.name)
+        app.router.add_route(spec.method, spec.path, guarded(spec))
     app.router.add_get(PREFIX, _to_console)
     app.router.add_static(PREFIX + "/static/", STATIC, name="console.static", append_version=False)
     app.on_response_prepare.append(_security_headers)

@@ -16,7 +16,7 @@ from gateway.console.web import Page, api_roles, form, page, render, runtime_of,
 from gateway.core.billing import invoice_csv
 from gateway.core.budget import period_of
 from gateway.core.catalog import catalog_entry
-from gateway.errors import DatasetSuspended, DatasetWithdrawn, GatewayError, InvalidRequest, NotFound
+from gateway.errors import DatasetSuspended, DatasetWithdrawn, GatewayError, InvalidRequest
 from gateway.http import admin, basics
 from gateway.http import billing as http_billing
 from gateway.http import queries as http_queries
@@ -182,7 +182,7 @@ async def workbench_csv(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- budget, usage, invoices
 
 
-def _period(request: web.Request) -> str:
+def period_param(request: web.Request) -> str:
     period = request.query.get("period") or period_of(utc_now(), runtime_of(request).settings.zone)
     return billing.check_period(period)
 
@@ -225,7 +225,7 @@ def _running_total(records: list[dict[str, Any]], dataset: str, zone: Any) -> tu
 @page("GET", "/usage", api_roles(http_billing.get_invoice), nav=N_("Usage and invoices"))
 async def usage(request: web.Request) -> web.Response:
     runtime, who = runtime_of(request), visit(request).who
-    period = _period(request)
+    period = period_param(request)
     records = await ledger_views.usage(runtime, who.org_id, period)
     invoice = json.loads(await billing.invoice(runtime, who.org_id, period))
     return render(request, "usage.html", period=period, records=records, invoice=invoice)
@@ -255,15 +255,5 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return render(request, "secret.html", made=made)
 
 
-@page("POST", "/clients", api_roles(admin.create_client))
-async def create_client(request: web.Request) -> web.Response:
-    who = visit(request).who
-    org_id = str(form(request).get("org_id") or who.org_id)
-    if not who.has("bureau") and org_id != who.org_id:
-        raise NotFound("no such organisation")
-    made = await requesters.create_client(runtime_of(request), who, org_id, form(request).get("client_id"))
-    return render(request, "secret.html", made=made)
-
-
 PAGES: tuple[Page, ...] = (catalog, dataset, workbench, workbench_preview, workbench_run, workbench_csv, budget,
-                           usage, invoice_download, clients, rotate_secret, create_client)
+                           usage, invoice_download, clients, rotate_secret)

@@ -33,6 +33,7 @@ MIN_PASSWORD = 12
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5  # then that username waits out the window, from any address
 MAX_FAILURES_PER_ADDRESS = 30  # one address guessing across many usernames
+USER_ADMINS = frozenset({"bureau"})  # who creates and suspends user accounts
 TOUCH_EVERY = timedelta(seconds=30)  # last-seen is written at most this often per session
 
 
@@ -239,7 +240,7 @@ def add_user_tx(tx: Tx, username: str, display_name: str, org_id: str, roles: tu
 async def create_user(runtime: Runtime, who: Principal, username: Any, display_name: Any, org_id: Any,
                       roles: Any, password: Any) -> store_users.User:
     """The bureau creates a user; the password it chose is handed over out of band."""
-    if not who.has("bureau"):
+    if not who.roles & USER_ADMINS:
         raise Forbidden("only the bureau creates user accounts")
     checked = check_new_user(username, display_name, roles, password)
     if not isinstance(org_id, str):
@@ -250,12 +251,19 @@ async def create_user(runtime: Runtime, who: Principal, username: Any, display_n
 
 async def list_users(runtime: Runtime, who: Principal) -> list[store_users.User]:
     """The bureau sees every user; anyone else the users of its own organisation."""
-    return await runtime.store.read(store_users.list_users, None if who.has("bureau") else who.org_id)
+    return await runtime.store.read(store_users.list_users, None if who.roles & USER_ADMINS else who.org_id)
 
 
 async def set_user_status(runtime: Runtime, who: Principal, username: str, status: str, reason: str) -> None:
-    if not who.has("bureau"):
+    if not who.roles & USER_ADMINS:
         raise Forbidden("only the bureau suspends user accounts")
     if await runtime.store.read(store_users.get_user, username) is None:
         raise NotFound("no such user")
     await runtime.store.write(store_users.set_status, username, status, who.client_id, reason)
+
+
+async def organisations(runtime: Runtime, who: Principal) -> list[requesters.Org]:
+    """Every organisation a user may belong to (for the bureau's form)."""
+    if not who.roles & USER_ADMINS:
+        raise Forbidden("only the bureau manages user accounts")
+    return await runtime.store.read(requesters.list_orgs, ROLES)
