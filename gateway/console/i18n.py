@@ -121,4 +121,6 @@ def _zone_label(zone: ZoneInfo) -> str:
 def number(value: float | int | None, places: int = 2) -> str:
     if value is None:
         return "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return f"{value:,.{places}f}"

@@ -149,7 +149,7 @@ def answer_charts(answer: dict[str, Any]) -> list[Any]:
         title = i18n.gettext("%(column)s with its 95%% interval") % {"column": column}
         desc = i18n.gettext("Bars show the released values; whiskers show plus or minus %(half)s.") % {
             "half": i18n.number(half) if half is not None else "—"}
-        out.append(charts.bar_chart(title, desc, labels, values, [half] * len(values)))
+        out.append({"title": title, "svg": charts.bar_chart(title, desc, labels, values, [half] * len(values))})
     return out
 
 
