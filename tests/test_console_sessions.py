@@ -166,3 +166,29 @@ def test_a_totp_second_factor_is_asked_once_enabled(gw: Gateway) -> None:
                          {"csrf_token": token, "code": totp.code_at(secret, time.time())})
     assert done.status == 303
     assert later.get("/console/catalog").status == 200
+
+
+def test_gateway_user_add_makes_a_first_user_who_can_sign_in(tmp_path: Path, demo_data: Path) -> None:
+    import subprocess
+
+    from tests.support import BIN
+
+    state = tmp_path / "county"
+    seed_demo_data(state, demo_data)
+    made = subprocess.run([str(BIN / "gateway"), "user", "add", "--state-dir", str(state), "--org", "county-bureau",
+                           "--org-name", "县数据局", "--role", "bureau", "--name", "周局长", "chief"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    password = made.stdout.strip().splitlines()[-1]
+    again = subprocess.run([str(BIN / "gateway"), "user", "add", "--state-dir", str(state), "--org", "county-bureau",
+                            "--role", "requester", "--password-stdin", "clerk"], input="a long password 3\n",
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "role" in again.stderr  # a bureau's user is a bureau user
+    g = Gateway(state).start()
+    try:
+        v = Visitor(g.base)
+        assert v.login("chief", password).status == 303
+        assert v.get("/console/bureau").status == 200
+        assert ("cli", "chief") in {(a, s) for a, s, _p in audit_rows(g, "user.created")}
+    finally:
+        g.stop()

@@ -46,3 +46,10 @@ def ensure_demo_users(store: Store, credentials: Path) -> list[dict[str, Any]]:
     store.run_sync(_seed, passwords, fresh)
     return [{"username": u, "password": passwords[u], "roles": [role], "org_id": org, "display_name": display}
             for u, display, org, role in USERS]
+
+
+def announcement(base_url: str, credentials: Path) -> str:
+    """What `make demo` prints: where the console is and where the demo users' passwords are."""
+    names = ", ".join(u for u, *_ in USERS)
+    return (f"console: {base_url}/console/ (sign in as {names}; their passwords are under "
+            f'"users" in {credentials})')
