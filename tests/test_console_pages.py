@@ -194,3 +194,15 @@ def test_the_product_story_over_http(gw: Gateway) -> None:
     assert answer.status == 200 and "industry" in answer.body.decode() and "¥6.50" in answer.body.decode()
     verify = bureau.get("/console/audit?verify=1").body.decode()
     assert 'id="verdict"' in verify and "哈希链完好" in verify
+
+
+def test_the_accessibility_checker_sees_what_it_checks() -> None:
+    bad = ('<html><body><h1>a</h1><h1>b</h1><input name="q"><button></button><a href="/x"></a>'
+           '<table><tr><td>1</td></tr></table><img src="x"><svg role="img"></svg><p id="d"></p><p id="d"></p>')
+    assert problems(bad) == [
+        "the page has no language (html lang)", "the page has 2 h1 headings, not one", "a table has no caption",
+        "id 'd' is used more than once", "<input name='q'> has no label", "a button has no text",
+        "the link to '/x' has no text", "an image has no alt text", "a chart has no accessible name"]
+    good = ('<html lang="en"><body><h1>a</h1><label for="q">Q</label><input id="q" name="q">'
+            '<button>Go</button><table><caption>T</caption></table></body></html>')
+    assert problems(good) == []
