@@ -21,7 +21,7 @@ import pytest
 
 from tests.a11y import problems
 from tests.console_support import demo_users
-from tests.support import Gateway, seed_demo_data
+from tests.support import Gateway, demo_gateway
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -53,8 +53,7 @@ def axe_source(tmp_path_factory: pytest.TempPathFactory) -> str | None:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
     state = tmp_path_factory.mktemp("console-browser")
-    seed_demo_data(state, demo_data)
-    g = Gateway(state).start()
+    g = demo_gateway(state, demo_data).start()
     yield g
     g.stop()
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.a11y import problems
 from tests.console_support import Visitor, demo_users
-from tests.support import Gateway, seed_demo_data
+from tests.support import Gateway, demo_gateway
 
 # Pages each demo role opens from its menu; every other menu page answers 403.
 MENU_PAGES = {
@@ -38,8 +38,7 @@ ROLE_OF = {"bank-analyst": "requester", "insurer-analyst": "requester", "bureau-
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
     state = tmp_path_factory.mktemp("console-pages")
-    seed_demo_data(state, demo_data)
-    g = Gateway(state).start()
+    g = demo_gateway(state, demo_data).start()
     yield g
     g.stop()
 

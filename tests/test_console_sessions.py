@@ -12,15 +12,15 @@ import pytest
 
 from gateway.core import totp
 from tests.console_support import Visitor, demo_users
-from tests.support import Gateway, seed_demo_data
+from tests.support import Gateway, demo_gateway
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
     state = tmp_path_factory.mktemp("console-sessions")
-    seed_demo_data(state, demo_data)
     # Short timeouts, so that expiry is seen for real: idle 3 s, absolute 8 s.
-    g = Gateway(state, env={"GATEWAY_CONSOLE_IDLE_SECONDS": "3", "GATEWAY_CONSOLE_SESSION_SECONDS": "8"}).start()
+    g = demo_gateway(state, demo_data,
+                     env={"GATEWAY_CONSOLE_IDLE_SECONDS": "3", "GATEWAY_CONSOLE_SESSION_SECONDS": "8"}).start()
     yield g
     g.stop()
 
@@ -174,7 +174,7 @@ def test_gateway_user_add_makes_a_first_user_who_can_sign_in(tmp_path: Path, dem
     from tests.support import BIN
 
     state = tmp_path / "county"
-    seed_demo_data(state, demo_data)
+    state.mkdir()
     made = subprocess.run([str(BIN / "gateway"), "user", "add", "--state-dir", str(state), "--org", "county-bureau",
                            "--org-name", "县数据局", "--role", "bureau", "--name", "周局长", "chief"],
                           capture_output=True, text=True, timeout=120)
@@ -184,7 +184,7 @@ def test_gateway_user_add_makes_a_first_user_who_can_sign_in(tmp_path: Path, dem
                             "--role", "requester", "--password-stdin", "clerk"], input="a long password 3\n",
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and "role" in again.stderr  # a bureau's user is a bureau user
-    g = Gateway(state).start()
+    g = demo_gateway(state, demo_data).start()
     try:
         v = Visitor(g.base)
         assert v.login("chief", password).status == 303

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.secrets import hash_secret, new_secret
+from gateway.auth.secrets import hash_secret, new_secret
 from gateway.service.people import add_user_tx
 from gateway.store import users as store_users
 from gateway.store.db import Store, Tx

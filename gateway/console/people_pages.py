@@ -6,6 +6,7 @@ import hmac
 
 from aiohttp import web
 
+from gateway.auth.secrets import new_secret
 from gateway.console import i18n
 from gateway.console.web import (
     PREFIX,
@@ -29,7 +30,6 @@ from gateway.console.web import (
 )
 from gateway.core import totp
 from gateway.errors import RateLimited, Unauthorized
-from gateway.secrets import new_secret
 from gateway.service import people
 
 LOGIN_COOKIE = "login"  # double-submit token of the sign-in form, before there is a session

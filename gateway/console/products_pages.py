@@ -8,14 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth.secrets import new_secret
 from gateway.console.i18n import N_
 from gateway.console.web import Page, api_roles, form, page, render, runtime_of, see_other, visit
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http import products as api
 from gateway.http.ratelimit import enforce_dataset_rate
-from gateway.secrets import new_secret
 from gateway.service import overview, products
-from gateway.service.queries import record_refusal, request_fingerprint
+from gateway.service.admission import request_fingerprint
 
 MERCHANT = api_roles(api.draft_product)
 AUTHORS = api_roles(api.list_versions)
@@ -162,8 +162,7 @@ async def invoke(request: web.Request) -> web.Response:
         body = {"params": params}
         reply = await products.invoke(runtime, who, found, version, params, idempotency_key=key,
                                       fingerprint=request_fingerprint(f"/console/market/{product_id}", body))
-    except GatewayError as exc:
-        await record_refusal(runtime, who, dataset, exc)
+    except GatewayError as exc:  # refusals are metered and audited inside products.invoke
         context["problem"] = await _problem(request, exc, dataset or "")
         return render(request, "market.html", status=exc.status, **context)
     answer = json.loads(reply.body)

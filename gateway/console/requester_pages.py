@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth.secrets import new_secret
 from gateway.clock import utc_now
 from gateway.console import charts, i18n
 from gateway.console.i18n import N_
@@ -21,9 +22,9 @@ from gateway.http import admin, basics
 from gateway.http import billing as http_billing
 from gateway.http import queries as http_queries
 from gateway.http.ratelimit import enforce_dataset_rate
-from gateway.secrets import new_secret
 from gateway.service import billing, ledger_views, requesters, status_notes
-from gateway.service.queries import preview, record_refusal, request_fingerprint, run_query
+from gateway.service.admission import refusals_recorded, request_fingerprint
+from gateway.service.queries import preview, run_query
 
 WORKBENCH = "/console/workbench"
 MAX_CHARTS = 3
@@ -112,15 +113,11 @@ async def _run(request: web.Request, fields: dict[str, str], run_key: str) -> di
     """The API's path for POST /v1/queries: same parse, rate limit, service call and refusal record."""
     runtime, who = runtime_of(request), visit(request).who
     body = _body(fields)
-    try:
+    async with refusals_recorded(runtime, who, fields["dataset"]):
         plan = http_queries.plan_from_body(body, runtime.settings.max_sql_chars)
         enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         reply = await run_query(runtime, who, plan, idempotency_key=run_key,
                                 request_fingerprint=lambda: request_fingerprint(WORKBENCH, body))
-    except GatewayError as exc:
-        known = fields["dataset"] if fields["dataset"] in runtime.registry.policies else None
-        await record_refusal(runtime, who, known, exc)
-        raise
     answer: dict[str, Any] = json.loads(reply.body)
     if reply.status != 200:
         raise GatewayError(str(answer.get("detail", "")))

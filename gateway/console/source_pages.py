@@ -15,12 +15,19 @@ from gateway.data.snapshots import incoming_file
 from gateway.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from gateway.http import admin
 from gateway.http import supply as http_supply
+from gateway.runtime.parts import Runtime
 from gateway.service import applications, circulation, overview, people, status_notes
 from gateway.service.supply import check_supplier, snapshot_history, supply_of
 
 MANAGERS = api_roles(admin.suspend_dataset, admin.resume_dataset, admin.withdraw_dataset)
 SUPPLIERS = api_roles(http_supply.upload_snapshot)
 ACTIONS = {"suspend": N_("Suspend"), "resume": N_("Resume"), "withdraw": N_("Withdraw for good")}
+
+
+def served_snapshot(runtime: Runtime, dataset: str) -> str | None:
+    """The snapshot this replica serves for a dataset, if any."""
+    served = supply_of(runtime).served.get(dataset)
+    return served.snapshot_id if served is not None else None
 
 
 def _managed(request: web.Request) -> list[str]:
@@ -42,7 +49,7 @@ async def datasets(request: web.Request) -> web.Response:
     for dataset in _managed(request):
         items.append({"dataset": dataset, "title": runtime.registry.policies[dataset].title,
                       "status": runtime.registry.status.get(dataset, "active"),
-                      "snapshot": runtime.snapshots.get(dataset),
+                      "snapshot": served_snapshot(runtime, dataset),
                       "note": await status_notes.status_note(runtime, dataset)})
     return render(request, "datasets.html", items=items)
 

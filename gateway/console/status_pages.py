@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.console.i18n import N_
+from gateway.console.source_pages import served_snapshot
 from gateway.console.web import Page, api_roles, page, render, runtime_of
 from gateway.http import basics
 from gateway.service.supply import datasets_not_loaded
@@ -17,7 +18,7 @@ async def status(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     missing = set(datasets_not_loaded(runtime))
     datasets = [{"dataset": d, "status": runtime.registry.status.get(d, "active"),
-                 "snapshot": runtime.snapshots.get(d), "ready": d not in missing}
+                 "snapshot": served_snapshot(runtime, d), "ready": d not in missing}
                 for d in sorted(runtime.registry.policies)]
     sandbox = runtime.sandbox
     workers = [round(mb, 1) for mb in sandbox.worker_memory_mb()] if sandbox is not None else []

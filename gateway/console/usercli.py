@@ -7,11 +7,12 @@ Both steps are audited, as `cli`.
 
 from __future__ import annotations
 
-from gateway.secrets import hash_secret, new_secret
+from gateway.auth.secrets import hash_secret, new_secret
 from gateway.service.people import add_user_tx, check_new_user
 from gateway.settings import Settings
 from gateway.store import requesters
-from gateway.store.db import Tx, open_store
+from gateway.store.db import Tx
+from gateway.store.schema import open_store
 from gateway.store.users import User
 
 

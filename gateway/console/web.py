@@ -26,7 +26,7 @@ from gateway.errors import GatewayError
 from gateway.http.keys import RUNTIME
 from gateway.http.ratelimit import enforce_rate_limit
 from gateway.http.routing import PRINCIPAL, Route
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.service import people
 from gateway.store import audit
 from gateway.store.db import Tx

@@ -9,15 +9,15 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.clock import utc_now, utc_text
 from gateway.core.budget import nano_to_float, period_of, to_nano
 from gateway.errors import Forbidden
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.service import billing
 from gateway.service.supply import datasets_not_loaded
 from gateway.store import ledger
 from gateway.store import overview as store_overview
-from gateway.tokens import Principal
 
 NEARLY_SPENT = 0.9  # the alert rule GatewayDatasetGlobalCapNearlySpent fires above this share
 

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from gateway.auth.secrets import DUMMY_HASH, hash_secret, new_secret, verify_secret
+from gateway.auth.tokens import Principal
 from gateway.clock import utc_now, utc_text
 from gateway.core import totp
 from gateway.errors import Forbidden, InvalidRequest, NotFound, RateLimited, Unauthorized
-from gateway.runtime import Runtime
-from gateway.secrets import DUMMY_HASH, hash_secret, new_secret, verify_secret
+from gateway.runtime.parts import Runtime
 from gateway.store import audit, requesters
 from gateway.store import users as store_users
 from gateway.store.db import Tx
 from gateway.store.identity import ROLES
-from gateway.tokens import Principal
 
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 12

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.errors import InvalidRequest
-from gateway.runtime import Runtime
+from gateway.runtime.parts import Runtime
 from gateway.service.circulation import may_manage
 from gateway.store import circulation as store_circulation
 from gateway.store import status_notes as store_notes
 from gateway.store.db import Tx
-from gateway.tokens import Principal
 
 ACTIONS = ("suspend", "resume", "withdraw")
 
