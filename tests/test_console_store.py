@@ -12,9 +12,8 @@ import pytest
 
 from gateway.clock import utc_now, utc_text
 from gateway.errors import Conflict
-from gateway.store import audit, identity
+from gateway.store import audit, identity, users
 from gateway.store import status_notes as notes
-from gateway.store import users
 from gateway.store.db import Store, Tx
 from tests.store_support import open_test_store
 
