@@ -66,6 +66,17 @@ class Visitor:
         self.last = reply
         return reply
 
+    def request_raw(self, method: str, path: str, body: bytes, content_type: str) -> Reply:
+        req = urllib.request.Request(self.base + path, data=body, method=method,
+                                     headers={**self.headers, "Content-Type": content_type})
+        try:
+            with self.opener.open(req, timeout=120) as r:
+                reply = Reply(r.status, _headers(r.headers), r.read())
+        except urllib.error.HTTPError as e:
+            reply = Reply(e.code, _headers(e.headers), e.read())
+        self.last = reply
+        return reply
+
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
 

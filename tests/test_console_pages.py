@@ -205,3 +205,28 @@ def test_the_accessibility_checker_sees_what_it_checks() -> None:
     good = ('<html lang="en"><body><h1>a</h1><label for="q">Q</label><input id="q" name="q">'
             '<button>Go</button><table><caption>T</caption></table></body></html>')
     assert problems(good) == []
+
+
+def _multipart(fields: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    boundary = "----console-test-boundary"
+    parts = []
+    for name, filename, content in fields:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_refused_upload_shows_its_validation_report_and_changes_nothing(gw: Gateway) -> None:
+    psb = as_user(gw, "psb-officer")
+    before = psb.get("/console/datasets/vehicles/snapshots").body.decode()
+    token = re.search(r'name="csrf_token" value="([^"]*)"', before).group(1)  # type: ignore[union-attr]
+    bad = b"person_id,township\np1,Nowhere\n"
+    body, ctype = _multipart([("csrf_token", "", token.encode()), ("file", "vehicles.csv", bad)])
+    refused = psb.request_raw("POST", "/console/datasets/vehicles/snapshots", body, ctype)
+    page = refused.body.decode()
+    assert refused.status == 422 and "文件被拒绝" in page and "<code>" in page
+    assert problems(page) == []
+    forged, ctype = _multipart([("csrf_token", "", b"forged"), ("file", "vehicles.csv", bad)])
+    assert psb.request_raw("POST", "/console/datasets/vehicles/snapshots", forged, ctype).status == 403
+    after = psb.get("/console/datasets/vehicles/snapshots").body.decode()
+    assert re.findall(r"<code>([0-9a-f]{16})</code>", after) == re.findall(r"<code>([0-9a-f]{16})</code>", before)
