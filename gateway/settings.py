@@ -74,6 +74,11 @@ class Settings:
     replica_id: str = setting("", "Name of this replica in logs; empty means host:port.")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     currency: str = setting("CNY", "Currency of prices and invoices (ISO 4217).")
+    console_idle_seconds: int = setting(1800, "A console session unused this long ends.", minimum=1)
+    console_session_seconds: int = setting(43200, "A console session ends this long after sign-in, used or not.",
+                                           minimum=1)
+    console_secure_cookies: bool = setting(
+        False, "Console cookies as `__Host-`, Secure, even without `X-Forwarded-Proto: https` (TLS in front).")
 
     @property
     def state_path(self) -> Path:

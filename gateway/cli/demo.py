@@ -78,10 +78,13 @@ def _write_credentials(store: Store, path: Path, base_url: str) -> Path:
     clients: list[dict[str, Any]] = [
         {"client_id": cid, "client_secret": secrets[cid], "roles": list(roles), "organisation": org}
         for cid, org, _kind, roles in CLIENTS]
+    from gateway.console.demo_users import ensure_demo_users
+
+    users = ensure_demo_users(store, path)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"base_url": base_url, "clients": clients}, fh, indent=2)
+        json.dump({"base_url": base_url, "clients": clients, "users": users}, fh, indent=2, ensure_ascii=False)
     os.replace(tmp, path)
     return path
 

@@ -7,11 +7,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, client, demo, invoice, keys, policy, receipt, serve, store
+from gateway.cli import audit, client, demo, invoice, keys, policy, receipt, serve, store, user
 from gateway.errors import PolicyInvalid
 from gateway.settings import SettingsError
 
-GROUPS = (serve, demo, policy, invoice, client, keys, audit, store, receipt)
+GROUPS = (serve, demo, policy, invoice, client, user, keys, audit, store, receipt)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,8 +48,11 @@ async def serve(settings: Settings, *, demo: bool = False) -> int:
         from gateway.cli.demo import ensure_demo_county
 
         base_url = f"http://{settings.host}:{settings.port}"
-        await asyncio.to_thread(ensure_demo_county, runtime.store, settings.state_path, base_url)
+        credentials = await asyncio.to_thread(ensure_demo_county, runtime.store, settings.state_path, base_url)
         await runtime.refresh()
+        from gateway.console.demo_users import announcement
+
+        print(announcement(base_url, credentials), file=sys.stderr, flush=True)
     ops = await _start_ops_listener(settings, runtime)
     runner = web.AppRunner(create_app(settings, runtime), access_log=None,
                            shutdown_timeout=settings.shutdown_grace_seconds, handle_signals=False)

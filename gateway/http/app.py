@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
+from gateway.console import setup_console
 from gateway.dp.port import SandboxPort
 from gateway.http import admin, applications, basics, billing, openapi, products, queries, supply
 from gateway.http.keys import RUNTIME
@@ -51,6 +52,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
     add_routes(app, routes)
     setup_rate_limits(app, settings)
     app.on_response_prepare.append(_plain_server_header)
+    setup_console(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         rt: Runtime = runtime if runtime is not None else await asyncio.to_thread(open_runtime, settings)
