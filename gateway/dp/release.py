@@ -23,8 +23,12 @@ from gateway.dp.outcome import Release
 def run(checked: CheckedPlan, compiled: Compiled, source: pl.LazyFrame, snapshot_id: str,
         alpha: float = 0.05) -> Release:
     """One release: the only call that evaluates the measurement on data."""
-    raw = compiled.measurement(source).collect()
-    return shape(checked, compiled, raw, snapshot_id, alpha)
+    return shape(checked, compiled, draw(compiled, source), snapshot_id, alpha)
+
+
+def draw(compiled: Compiled, source: pl.LazyFrame) -> pl.DataFrame:
+    """The measurement's noisy parts on `source`, one column per part: where noise is drawn."""
+    return compiled.measurement(source).collect()
 
 
 def shape(checked: CheckedPlan, compiled: Compiled, raw: pl.DataFrame, snapshot_id: str,
