@@ -59,14 +59,16 @@ def collect(measurement: Any, source: pl.LazyFrame, plan_comes_out: bool) -> pl.
     """The measurement's output on `source`, evaluated exactly once."""
     once = measurement(source)
     if not plan_comes_out:
-        return once.collect()
+        collected: pl.DataFrame = once.collect()
+        return collected
     frame = _plan_of(once).collect(optimizations=RELEASE_OPTIMIZATIONS)
     return frame.sample(fraction=1.0, shuffle=True)  # as OnceFrame.collect: row order says nothing
 
 
 def _plan_of(once: Any) -> pl.LazyFrame:
     with _feature(_PLAN_FEATURE):
-        return once.lazy()
+        plan: pl.LazyFrame = once.lazy()
+    return plan
 
 
 @contextmanager
