@@ -31,7 +31,8 @@ from gateway.core.policy import DatasetPolicy
 from gateway.core.sql import parse_sql
 from gateway.dp import compile as compiler
 from gateway.dp import frames
-from gateway.dp.release import mean_half_width, shape
+from gateway.dp.release import draw as release_parts
+from gateway.dp.release import shape
 from gateway.policyfiles import load_policies, shipped_policies_dir
 
 pytestmark = pytest.mark.slow  # about a minute in all; `make test` runs them
@@ -180,7 +181,7 @@ def draw(plan: CheckedPlan, path: Path) -> Draws:
     compiled = compiler.compile_plan(plan)
     summary = dp.summarize_polars_measurement(compiled.measurement, ALPHA)
     rows = {r["column"]: r for r in summary.iter_rows(named=True)}
-    return Draws(rows, [compiled.measurement(pl.scan_ipc(path)).collect() for _ in range(RELEASES[plan.keys])])
+    return Draws(rows, [release_parts(compiled, pl.scan_ipc(path)) for _ in range(RELEASES[plan.keys])])
 
 
 def truth(plan: CheckedPlan, frame: pl.DataFrame) -> pl.DataFrame:
@@ -194,7 +195,7 @@ def truth(plan: CheckedPlan, frame: pl.DataFrame) -> pl.DataFrame:
     for agg in plan.plan.aggregates:
         column = plan.policy.column(agg.column or "")
         if agg.func in ("sum", "mean") and column is not None:
-            name = f"{agg.label} sum" if agg.func == "mean" else agg.label
+            name = f"sum({column.name})"  # a mean reads the sum's draw
             exprs.append(pl.col(column.name).clip(*frames.bounds(column)).sum().alias(name))
     exact = kept.group_by("township").agg(exprs).with_columns(pl.col("township").cast(pl.String))
     if plan.keys == "private":  # big groups must fail the threshold all but never: no bias
@@ -274,30 +275,28 @@ def test_means(unit: Unit, keys: str, stored: dict[str, tuple[pl.DataFrame, Path
     frame, path = stored[unit.policy.dataset]
     draws, exact = draw(plan, path), truth(plan, frame)
     label = f"mean({unit.real})"
-    for part in (f"{label} sum", "count(*)"):  # a mean is its noisy sum over the noisy row count
+    for part in (f"sum({unit.real})", "count(*)"):  # a mean is its noisy sum over the noisy row count
         info = draws.summary[part]
         assert_matches_reported_scale(info["distribution"], errors(draws, exact, part), info["scale"])
     _assert_mean_intervals_cover(plan, draws, exact, label)
 
 
 def _assert_mean_intervals_cover(plan: CheckedPlan, draws: Draws, exact: pl.DataFrame, label: str) -> None:
+    """Each row's reported interval (`Release.row_accuracy`) holds that group's mean."""
     compiled = compiler.compile_plan(plan)
-    halves = compiled.accuracy(ALPHA / 2)
-    column = plan.policy.column(label[5:-1])
-    assert column is not None and column.bounds is not None
-    means = dict(zip(exact["township"], (exact[f"{label} sum"] / exact["count(*)"]).to_list(), strict=True))
+    total = f"sum({label[5:-1]})"
+    means = dict(zip(exact["township"], (exact[total] / exact["count(*)"]).to_list(), strict=True))
     covered = trials = 0
     for raw in draws.raws:
         release = shape(plan, compiled, raw, "s", ALPHA)
         index = release.columns.index(label)
-        for noisy, total, count in zip(raw["township"].cast(pl.String), raw[f"{label} sum"], raw["count(*)"],
-                                       strict=True):
-            if noisy not in means:
+        for row, accuracy in zip(release.rows, release.row_accuracy, strict=True):
+            if row[0] not in means:
                 continue
-            width = mean_half_width(total, count, halves[f"{label} sum"], halves["count(*)"], column.bounds)
-            mean = next(r[index] for r in release.rows if r[0] == noisy)
+            width = accuracy[label]
+            assert width is not None
             trials += 1
-            covered += mean is not None and abs(mean - means[noisy]) <= width
+            covered += row[index] is not None and abs(row[index] - means[row[0]]) <= width
         assert release.accuracy[label] is not None
     assert covered >= binomial_range(trials, 1 - ALPHA)[0], "a mean's interval covers less than 95%"
 

@@ -17,12 +17,12 @@ from typing import Literal
 
 from gateway.core.budget import split_epsilon, to_nano
 from gateway.core.literals import normalize_predicate
+from gateway.core.parts import plan_parts
 from gateway.core.plan import Aggregate, Plan, predicate_columns
 from gateway.core.policy import Column, DatasetPolicy
 from gateway.errors import PolicyViolation
 
 KeyMode = Literal["none", "public", "private"]
-_NOISE_PARTS = {"count": 1, "sum": 1, "mean": 1, "median": 1, "quantile": 1}
 _NEEDS_NUMBERS = ("sum", "mean", "median", "quantile")
 _SQL_NAMES = {"count": "COUNT", "sum": "SUM", "mean": "AVG", "median": "MEDIAN", "quantile": "QUANTILE"}
 COUNT_ALL = Aggregate("count")
@@ -76,7 +76,7 @@ def check_plan(plan: Plan, policy: DatasetPolicy,
         aggregates += (COUNT_ALL,)
     checked = replace(plan, where=where, aggregates=aggregates)
     eps_nano = to_nano(plan.epsilon)
-    parts = sum(_NOISE_PARTS[a.func] for a in set(aggregates))
+    parts = len(plan_parts(aggregates))  # one share per distinct draw: the charge is what they spend
     return CheckedPlan(plan=checked, policy=policy, keys=keys, epsilon_nano=eps_nano,
                        epsilon_split=split_epsilon(eps_nano, parts), cells=cells, important=important)
 

@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 from typing import Any, Literal
 
 from gateway.core.budget import from_nano, to_nano
@@ -228,19 +227,26 @@ def render(plan: Plan, release_columns: Sequence[str],
     """A stored release as the requester asked for it: aliases, select order, ORDER BY, LIMIT."""
     index = {name: i for i, name in enumerate(release_columns)}
     picks = [index[out.source] for out in plan.select]
-    rows = [tuple(row[i] for i in picks) for row in release_rows]
-    names = [out.name for out in plan.select]
+    rows = tuple(tuple(release_rows[r][i] for i in picks) for r in render_order(plan, release_columns, release_rows))
+    return tuple(out.name for out in plan.select), rows
+
+
+def render_order(plan: Plan, release_columns: Sequence[str], release_rows: Sequence[Sequence[Any]]) -> list[int]:
+    """The release rows the requester sees (by index), in the order they see them."""
+    index = {name: i for i, name in enumerate(release_columns)}
+    sources: dict[str, int] = {}
+    for out in plan.select:  # the first output of a name, as the requester reads it
+        sources.setdefault(out.name, index[out.source])
+    order = list(range(len(release_rows)))
     for key in reversed(plan.order_by):  # stable sorts, last key first
-        col = names.index(key.output)
-        present = [r for r in rows if r[col] is not None]
-        missing = [r for r in rows if r[col] is None]
-        rows = sorted(present, key=partial(_row_key, col), reverse=key.descending) + missing
-    if plan.limit is not None:
-        rows = rows[: plan.limit]
-    return tuple(names), tuple(rows)
+        col = sources[key.output]
+        present = [r for r in order if release_rows[r][col] is not None]
+        missing = [r for r in order if release_rows[r][col] is None]
+        order = sorted(present, key=lambda r: _row_key(col, release_rows[r]), reverse=key.descending) + missing
+    return order[: plan.limit] if plan.limit is not None else order
 
 
-def _row_key(column: int, row: tuple[Any, ...]) -> tuple[int, Any]:
+def _row_key(column: int, row: Sequence[Any]) -> tuple[int, Any]:
     # Numbers and strings never share a column, but booleans sort as numbers would.
     value = row[column]
     return (0, value) if isinstance(value, int | float) else (1, str(value))

@@ -22,9 +22,10 @@ from opendp.mod import GLOBAL_FEATURES
 
 from gateway.core.budget import NANO, from_nano
 from gateway.core.checks import CheckedPlan
-from gateway.core.plan import Aggregate, canonical_aggregates, canonical_keys
+from gateway.core.parts import Part, plan_parts
+from gateway.core.plan import canonical_aggregates, canonical_keys
 from gateway.core.policy import Column, DatasetPolicy
-from gateway.dp import frames
+from gateway.dp import draws, frames
 from gateway.dp.calibrate import Calibrated, calibrate
 
 dp.enable_features("contrib")  # the only feature the engine needs (R-DP-01)
@@ -37,23 +38,16 @@ def assert_features_safe() -> None:
     extra = set(GLOBAL_FEATURES) - SAFE_FEATURES
     if extra:
         raise RuntimeError(f"unsafe OpenDP features are enabled: {', '.join(sorted(extra))}")
-    if os.environ.get("OPENDP_LIB_DIR"):
-        raise RuntimeError("OPENDP_LIB_DIR replaces the OpenDP library; unset it")
-
-
-@dataclass(frozen=True)
-class Part:
-    """One noisy column of OpenDP's output; a mean's is its sum (its count is COUNT(*))."""
-
-    column: str
-    aggregate: Aggregate
-    role: str  # "value", or "sum" for a mean's
+    for variable in ("OPENDP_LIB_DIR", "OPENDP_POLARS_LIB_PATH"):
+        if os.environ.get(variable):
+            raise RuntimeError(f"{variable} replaces the OpenDP library; unset it")
 
 
 @dataclass(frozen=True)
 class Compiled:
-    parts: tuple[Part, ...]
+    parts: tuple[Part, ...]  # the measurement's output columns, in order (`Part.label`)
     calibrated: Calibrated
+    plan_comes_out: bool  # whether releases collect the plan themselves (see `draws`)
     _accuracy: dict[float, dict[str, float | None]] = field(default_factory=dict, compare=False)
 
     @property
@@ -83,13 +77,7 @@ class Cost:
 
 
 def parts_of(checked: CheckedPlan) -> tuple[Part, ...]:
-    parts: list[Part] = []
-    for agg in canonical_aggregates(checked.plan.aggregates):
-        if agg.func == "mean":
-            parts.append(Part(f"{agg.label} sum", agg, "sum"))
-        else:
-            parts.append(Part(agg.label, agg, "value"))
-    return tuple(parts)
+    return plan_parts(checked.plan.aggregates)
 
 
 def query_plan(checked: CheckedPlan, scales: tuple[float, ...]) -> pl.LazyFrame:
@@ -102,7 +90,9 @@ def query_plan(checked: CheckedPlan, scales: tuple[float, ...]) -> pl.LazyFrame:
     if unit.kind == "identifier":
         # R-DP-07: keep at most max_contributions rows per person (truncate_per_group, first rows).
         frame = frame.filter(pl.int_range(pl.len()).over(unit.column) < unit.max_contributions)
-    exprs = [_expression(part, policy, scale) for part, scale in zip(parts_of(checked), scales, strict=True)]
+    # Pairwise distinct scales make every part's noise expression distinct (issue 11, point 1).
+    exprs = [_expression(part, policy, scale)
+             for part, scale in zip(parts_of(checked), draws.distinct_scales(scales), strict=True)]
     keys = list(canonical_keys(plan.group_by))
     if not keys:
         return frame.select(exprs)
@@ -113,21 +103,18 @@ def query_plan(checked: CheckedPlan, scales: tuple[float, ...]) -> pl.LazyFrame:
 
 
 def _expression(part: Part, policy: DatasetPolicy, scale: float) -> pl.Expr:
-    agg = part.aggregate
-    if agg.column is None:
-        return dp.len(scale=scale, signed=True).alias(part.column)
-    column = policy.column(agg.column)
+    if part.column is None:
+        return dp.len(scale=scale, signed=True).alias(part.label)
+    column = policy.column(part.column)
     assert column is not None, "checked before"
-    expr = pl.col(agg.column)
-    if agg.func == "count":
+    expr = pl.col(part.column)
+    if part.func == "count":
         out = expr.dp.count(scale=scale, signed=True)  # type: ignore[attr-defined]
-    elif agg.func == "sum" or part.role == "sum":
+    elif part.func == "sum":
         out = expr.dp.sum(frames.bounds(column), scale=scale)  # type: ignore[attr-defined]
-    elif agg.func == "median":
-        out = expr.dp.median(frames.candidates(column), scale=scale)  # type: ignore[attr-defined]
     else:
-        out = expr.dp.quantile(agg.q, frames.candidates(column), scale=scale)  # type: ignore[attr-defined]
-    return out.alias(part.column)
+        out = expr.dp.quantile(part.q, frames.candidates(column), scale=scale)  # type: ignore[attr-defined]
+    return out.alias(part.label)
 
 
 def input_domain(checked: CheckedPlan) -> Any:
@@ -193,7 +180,10 @@ def compile_plan(checked: CheckedPlan) -> Compiled:
 
     shares = [Decimal(n) / NANO for n in checked.epsilon_split]
     delta = checked.delta if checked.keys == "private" else None
-    return _compiled.remember(key, Compiled(parts, calibrate(build, shares, d_in, delta=delta)))
+    calibrated = calibrate(build, shares, d_in, delta=delta)
+    placeholder = pl.LazyFrame(schema=frames.storage_schema(checked.policy))
+    comes_out = draws.plan_comes_out(calibrated.measurement, placeholder)
+    return _compiled.remember(key, Compiled(parts, calibrated, comes_out))
 
 
 def cost(checked: CheckedPlan) -> Cost:
@@ -212,10 +202,9 @@ def accuracy(checked: CheckedPlan, alpha: float = 0.05) -> dict[str, float | Non
     Means and quantiles have none before release (a mean's depends on its noisy count; the
     Release carries it, computed from the released values).
     """
-    compiled = compile_plan(checked)
-    by_part = compiled.accuracy(alpha)
-    return {p.aggregate.label: by_part.get(p.column) if p.role == "value" else None
-            for p in compiled.parts}
+    by_part = compile_plan(checked).accuracy(alpha)
+    return {a.label: by_part.get(a.label) if a.func in ("count", "sum") else None
+            for a in canonical_aggregates(checked.plan.aggregates)}
 
 
 def preview_figures(checked: CheckedPlan, alpha: float = 0.05) -> dict[str, Any]:

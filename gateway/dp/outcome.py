@@ -12,7 +12,9 @@ class Release:
     """One DP answer before post-processing: group keys and aggregates in canonical order.
 
     `accuracy` maps each aggregate column to the half-width of its (1 - alpha) interval, or
-    None where none exists (quantiles; a mean whose noisy count is too small). It is
+    None where none exists (quantiles): for a mean, the widest of its rows'. `row_accuracy`
+    holds the same per row (aligned with `rows`): a mean's interval depends on its row's noisy
+    sum and count, each row's covers that row's mean at least 1 - alpha of the time. Both are
     computed from the noise scales and the released values only.
     """
 
@@ -21,6 +23,7 @@ class Release:
     snapshot_id: str
     accuracy: Mapping[str, float | None] = field(default_factory=dict)
     alpha: float = 0.05
+    row_accuracy: tuple[Mapping[str, float | None], ...] = ()
 
 
 class SnapshotInvalid(Exception):

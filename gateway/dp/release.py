@@ -1,10 +1,11 @@
 """Running a compiled measurement on a snapshot, and shaping OpenDP's frame into a Release.
 
 Runs only inside a sandbox worker: this is where noise is drawn. Everything after the
-measurement's `collect()` is post-processing of DP output: a mean is its noisy sum over the
-noisy row count (checks put COUNT(*) in every plan with a mean), clamped to the column's
-bounds; rows are put in the canonical order (public keys in the order the policy declares
-them); accuracy comes from the noise scales and the released values only.
+measurement's collection is post-processing of DP output: an aggregate reads its part's column
+(a SUM and a mean's sum read the same draw); a mean is its noisy sum over the noisy row count,
+clamped to the column's bounds; rows are put in the canonical order (public keys in the order
+the policy declares them); accuracy comes from the noise scales and the released values only,
+per column (the widest row's) and per row.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 import polars as pl
 
-from gateway.core.checks import COUNT_ALL, CheckedPlan
+from gateway.core.checks import CheckedPlan
+from gateway.core.parts import parts_of
 from gateway.core.plan import Aggregate, canonical_aggregates, canonical_keys
 from gateway.core.policy import DatasetPolicy
+from gateway.dp import draws
 from gateway.dp.compile import Compiled
 from gateway.dp.outcome import Release
 
@@ -23,8 +26,13 @@ from gateway.dp.outcome import Release
 def run(checked: CheckedPlan, compiled: Compiled, source: pl.LazyFrame, snapshot_id: str,
         alpha: float = 0.05) -> Release:
     """One release: the only call that evaluates the measurement on data."""
-    raw = compiled.measurement(source).collect()
-    return shape(checked, compiled, raw, snapshot_id, alpha)
+    return shape(checked, compiled, draw(compiled, source), snapshot_id, alpha)
+
+
+def draw(compiled: Compiled, source: pl.LazyFrame) -> pl.DataFrame:
+    """The measurement's noisy parts on `source`, one column per part: where noise is drawn,
+    each part independently of the others (`draws`)."""
+    return draws.collect(compiled.measurement, source, compiled.plan_comes_out)
 
 
 def shape(checked: CheckedPlan, compiled: Compiled, raw: pl.DataFrame, snapshot_id: str,
@@ -37,33 +45,41 @@ def shape(checked: CheckedPlan, compiled: Compiled, raw: pl.DataFrame, snapshot_
                                       if isinstance(raw.schema[k], pl.Enum) else raw.get_column(k).to_list()
                                       for k in keys}
     accuracy: dict[str, float | None] = {}
+    widths: dict[str, list[float | None]] = {}  # per aggregate, one per row of `raw`
     whole, halves = compiled.accuracy(alpha), None
     for agg in canonical_aggregates(plan.aggregates):
         if agg.func == "mean":
             halves = halves or compiled.accuracy(alpha / 2)  # union bound over sum and count
-            columns[agg.label], accuracy[agg.label] = _means(raw, agg, policy, halves)
+            columns[agg.label], widths[agg.label] = _means(raw, agg, policy, halves)
+            accuracy[agg.label] = max(widths[agg.label], default=None)  # type: ignore[type-var]
         else:
-            columns[agg.label] = raw.get_column(agg.label).to_list()
-            accuracy[agg.label] = whole.get(agg.label)
+            (part,) = parts_of(agg)  # the same draw may serve several aggregates (a mean's sum)
+            columns[agg.label] = raw.get_column(part.label).to_list()
+            accuracy[agg.label] = whole.get(part.label)
+            widths[agg.label] = [accuracy[agg.label]] * raw.height
     rows = list(zip(*columns.values(), strict=True)) if columns else []
-    rows.sort(key=lambda row: _row_rank(row[: len(keys)], keys, policy))
-    return Release(tuple(columns), tuple(rows), snapshot_id, accuracy, alpha)
+    per_row = [dict(zip(widths, w, strict=True)) for w in zip(*widths.values(), strict=True)] if widths \
+        else [{} for _ in rows]
+    order = sorted(range(len(rows)), key=lambda i: _row_rank(rows[i][: len(keys)], keys, policy))
+    return Release(tuple(columns), tuple(rows[i] for i in order), snapshot_id, accuracy, alpha,
+                   tuple(per_row[i] for i in order))
 
 
 def _means(raw: pl.DataFrame, agg: Aggregate, policy: DatasetPolicy,
-           halves: dict[str, float | None]) -> tuple[list[float | None], float | None]:
-    """Noisy sum / noisy count, clamped to the bounds; and the widest half-width over rows."""
+           halves: dict[str, float | None]) -> tuple[list[float | None], list[float | None]]:
+    """Noisy sum / noisy count, clamped to the bounds; and each row's half-width."""
     column = policy.column(agg.column or "")
     assert column is not None and column.bounds is not None, "checked before"
     low, high = column.bounds
-    a_sum, a_count = halves.get(f"{agg.label} sum"), halves.get(COUNT_ALL.label)
+    total_part, count_part = (p.label for p in parts_of(agg))
+    a_sum, a_count = halves.get(total_part), halves.get(count_part)
     means: list[float | None] = []
-    widths: list[float] = []
-    for total, count in zip(raw.get_column(f"{agg.label} sum").to_list(),
-                            raw.get_column(COUNT_ALL.label).to_list(), strict=True):
+    widths: list[float | None] = []
+    for total, count in zip(raw.get_column(total_part).to_list(), raw.get_column(count_part).to_list(),
+                            strict=True):
         means.append(min(max(total / count, low), high) if count and count > 0 else None)
         widths.append(mean_half_width(total, count, a_sum, a_count, (low, high)))
-    return means, max(widths) if widths else None
+    return means, widths
 
 
 def mean_half_width(total: float, count: int, a_sum: float | None, a_count: float | None,

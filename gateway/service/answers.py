@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.core.accuracy import accuracy_view
 from gateway.core.budget import budget_line, nano_to_float
 from gateway.core.plan import Plan, render
 from gateway.service.admission import Admitted
@@ -44,9 +45,8 @@ def cached_view(ctx: Admitted, found: ledger.StoredRelease) -> str:
 def result_view(plan: Plan, result: dict[str, Any], accuracy: dict[str, Any]) -> str:
     """`"columns": ..., "rows": ..., "accuracy": ...` of an answer, as json.dumps writes them."""
     columns, rows = render(plan, result["columns"], result["rows"])
-    by_label = {out.name: accuracy.get(out.source) for out in plan.select if out.aggregate is not None}
     part = {"columns": list(columns), "rows": [list(r) for r in rows],
-            "accuracy": {"alpha": ALPHA, "columns": by_label}}
+            "accuracy": accuracy_view(plan, result["columns"], result["rows"], accuracy, ALPHA)}
     return json.dumps(part, ensure_ascii=False)[1:-1]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.auth.tokens import Principal
+from gateway.core.accuracy import stored_accuracy
 from gateway.core.budget import budget_line, nano_to_float
 from gateway.core.canonical import canonical_hash
 from gateway.core.plan import Plan
@@ -163,7 +164,7 @@ async def pad_response(runtime: Runtime, started: float) -> None:
 
 def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str, ledger.Usage]:
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
-    accuracy = dict(release.accuracy)
+    accuracy = stored_accuracy(release.accuracy, release.row_accuracy)
     release_hash = canonical_hash(result)
     usage = _priced(tx, ctx, cached=False)
     commit = ledger.Commit(
