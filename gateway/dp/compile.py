@@ -47,7 +47,6 @@ def assert_features_safe() -> None:
 class Compiled:
     parts: tuple[Part, ...]  # the measurement's output columns, in order (`Part.label`)
     calibrated: Calibrated
-    plan_comes_out: bool  # whether releases collect the plan themselves (see `draws`)
     _accuracy: dict[float, dict[str, float | None]] = field(default_factory=dict, compare=False)
 
     @property
@@ -181,9 +180,7 @@ def compile_plan(checked: CheckedPlan) -> Compiled:
     shares = [Decimal(n) / NANO for n in checked.epsilon_split]
     delta = checked.delta if checked.keys == "private" else None
     calibrated = calibrate(build, shares, d_in, delta=delta)
-    placeholder = pl.LazyFrame(schema=frames.storage_schema(checked.policy))
-    comes_out = draws.plan_comes_out(calibrated.measurement, placeholder)
-    return _compiled.remember(key, Compiled(parts, calibrated, comes_out))
+    return _compiled.remember(key, Compiled(parts, calibrated))
 
 
 def cost(checked: CheckedPlan) -> Cost:

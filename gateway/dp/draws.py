@@ -3,34 +3,25 @@
 OpenDP 0.16 builds a polars plan in which each part's noise is a plugin call, and fills the
 empty groups of public keys with one `fill_null(noise(0))` call per part. Two parts of the
 same kind and scale had identical calls, and polars' common-subexpression elimination (CSE),
-on by default, computed them once: every empty cell showed two equal values, non-empty cells
-two independent ones. Two defences, each enough alone:
+on by default in the collect OpenDP runs, computed them once: every empty cell showed two
+equal values, non-empty cells two independent ones.
 
-1. Distinct expressions: no two parts of a measurement share a noise scale (`distinct_scales`
-   moves a repeated scale to the next float up, which costs nothing measurable and only adds
-   noise), so no two noise calls are alike and CSE finds nothing to merge, whoever collects.
-2. No merging at all: a release is collected here with CSE and common-subplan elimination off
-   (`RELEASE_OPTIMIZATIONS`). OpenDP collects its `OnceFrame` itself with polars' defaults,
-   so the plan is taken out of the `OnceFrame` (`lazy()`, which OpenDP puts behind its
-   `honest-but-curious` feature: the plan must run once and its row order stay unseen) and
-   collected once, then shuffled as OpenDP would. The feature is on for that one call only.
-   OpenDP cannot hand out a plan that holds an opaque function (quantiles); those releases
-   are collected by OpenDP, and defence 1 is what keeps their parts apart.
+The defence: no two noise expressions of a measurement are alike. Checks already give each
+distinct quantity one part (a mean reuses the draws of its SUM and COUNT(*), a median is the
+0.5 quantile); `distinct_scales` then moves a repeated scale to the next float up (it only
+adds noise, immeasurably), and OpenDP writes the exact scale into each noise call, so no two
+calls are equal and CSE finds nothing to merge, whatever polars' optimiser does. Releases are
+collected by OpenDP itself (`OnceFrame.collect`): taking the plan out to collect it with CSE
+off would need OpenDP's `honest-but-curious` feature, which the engine never enables (R-DP-01).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-import opendp.prelude as dp
 import polars as pl
-from opendp.mod import GLOBAL_FEATURES, OpenDPException
-
-RELEASE_OPTIMIZATIONS = pl.QueryOptFlags(comm_subexpr_elim=False, comm_subplan_elim=False)
-_PLAN_FEATURE = "honest-but-curious"
 
 
 def distinct_scales(scales: Sequence[float]) -> tuple[float, ...]:
@@ -45,39 +36,7 @@ def distinct_scales(scales: Sequence[float]) -> tuple[float, ...]:
     return tuple(out)
 
 
-def plan_comes_out(measurement: Any, placeholder: pl.LazyFrame) -> bool:
-    """Whether OpenDP hands out the measurement's polars plan: it depends on the plan's shape
-    only, so it is decided once, on an empty frame, when the plan is compiled."""
-    try:
-        _plan_of(measurement(placeholder))
-    except OpenDPException:  # "serialization not supported for this 'opaque' function"
-        return False
-    return True
-
-
-def collect(measurement: Any, source: pl.LazyFrame, plan_comes_out: bool) -> pl.DataFrame:
-    """The measurement's output on `source`, evaluated exactly once."""
-    once = measurement(source)
-    if not plan_comes_out:
-        collected: pl.DataFrame = once.collect()
-        return collected
-    frame = _plan_of(once).collect(optimizations=RELEASE_OPTIMIZATIONS)
-    return frame.sample(fraction=1.0, shuffle=True)  # as OnceFrame.collect: row order says nothing
-
-
-def _plan_of(once: Any) -> pl.LazyFrame:
-    with _feature(_PLAN_FEATURE):
-        plan: pl.LazyFrame = once.lazy()
-    return plan
-
-
-@contextmanager
-def _feature(name: str) -> Iterator[None]:
-    """An OpenDP feature for the span of one call; afterwards the set is as it was (R-DP-01)."""
-    was_on = name in GLOBAL_FEATURES
-    dp.enable_features(name)
-    try:
-        yield
-    finally:
-        if not was_on:
-            dp.disable_features(name)
+def collect(measurement: Any, source: pl.LazyFrame) -> pl.DataFrame:
+    """The measurement's output on `source`, evaluated exactly once, by OpenDP."""
+    frame: pl.DataFrame = measurement(source).collect()
+    return frame

@@ -32,7 +32,7 @@ def run(checked: CheckedPlan, compiled: Compiled, source: pl.LazyFrame, snapshot
 def draw(compiled: Compiled, source: pl.LazyFrame) -> pl.DataFrame:
     """The measurement's noisy parts on `source`, one column per part: where noise is drawn,
     each part independently of the others (`draws`)."""
-    return draws.collect(compiled.measurement, source, compiled.plan_comes_out)
+    return draws.collect(compiled.measurement, source)
 
 
 def shape(checked: CheckedPlan, compiled: Compiled, raw: pl.DataFrame, snapshot_id: str,
