@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from gateway.http.body import json_object, only_fields
+from gateway.errors import InvalidRequest, UnsupportedMediaType
+from gateway.http.body import json_object, only_fields, read_body
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import api
 from gateway.http.routing import Route, principal, route
@@ -163,9 +163,7 @@ async def put_policy(request: web.Request) -> web.Response:
     if request.content_type not in POLICY_TYPES:
         raise UnsupportedMediaType("send the policy as application/yaml or application/json")
     runtime = request.app[RUNTIME]
-    raw = await request.content.read(runtime.settings.max_body_bytes + 1)
-    if len(raw) > runtime.settings.max_body_bytes:
-        raise PayloadTooLarge("The request body is over the configured limit.")
+    raw = await read_body(request, max_bytes=runtime.settings.max_body_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

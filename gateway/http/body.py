@@ -1,4 +1,5 @@
-"""Strict request bodies: JSON without NaN, duplicate keys or deep nesting (R-IN-04, R-AU-08)."""
+"""Strict request bodies: read to their end under a limit; JSON without NaN, duplicate keys or deep
+nesting (R-IN-04, R-AU-08)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -63,17 +65,29 @@ def parse_json(raw: bytes) -> Any:
     return value
 
 
+async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
+    """The whole body, however many segments or chunks it came in; 413 as soon as it passes
+    `max_bytes` (announced or counted), 400 when the client stops short of what it announced."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge("The request body is over the configured limit.")
+    received = bytearray()
+    try:
+        # One read returns what has arrived so far, not the body: read until the end.
+        async for piece in request.content.iter_any():
+            received += piece
+            if len(received) > max_bytes:
+                raise PayloadTooLarge("The request body is over the configured limit.")
+    except (HttpProcessingError, ConnectionError):
+        raise InvalidRequest("the body ended before its announced end") from None
+    return bytes(received)
+
+
 async def json_object(request: web.Request, *, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object, or a clear 400/413/415."""
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType("send the body as application/json")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge("The request body is over the configured limit.")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge("The request body is over the configured limit.")
-    value = parse_json(raw)
+    value = parse_json(await read_body(request, max_bytes=max_bytes))
     if not isinstance(value, dict):
         raise InvalidRequest("the body must be a JSON object")
     return value
