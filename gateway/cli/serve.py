@@ -25,6 +25,8 @@ from aiohttp import web
 
 from gateway.cli.args import settings_of
 from gateway.http.app import create_app, create_ops_app
+from gateway.http.server import GatewayRunner
+from gateway.logsetup import setup_logging
 from gateway.runtime.open import open_runtime
 from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
@@ -54,7 +56,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> int:
 
         print(announcement(base_url, credentials), file=sys.stderr, flush=True)
     ops = await _start_ops_listener(settings, runtime)
-    runner = web.AppRunner(create_app(settings, runtime), access_log=None,
+    runner = GatewayRunner(create_app(settings, runtime), access_log=None,
                            shutdown_timeout=settings.shutdown_grace_seconds, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
@@ -77,7 +79,7 @@ async def _start_ops_listener(settings: Settings, runtime: Runtime) -> web.AppRu
     """/metrics, /healthz and /readyz on metrics_host:metrics_port, when metrics_port is not 0."""
     if settings.metrics_port == 0:
         return None
-    runner = web.AppRunner(create_ops_app(runtime), access_log=None, handle_signals=False)
+    runner = GatewayRunner(create_ops_app(runtime), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, settings.metrics_host, settings.metrics_port, reuse_address=True).start()
     return runner
@@ -114,7 +116,7 @@ def _hard_exit(reason: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args, host=args.host, port=args.port, state_dir=args.state_dir)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    setup_logging(settings.log_level)
     return _run_loop(serve(settings, demo=args.demo))
 
 

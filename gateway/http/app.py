@@ -11,8 +11,9 @@ from gateway.console import setup_console
 from gateway.dp.port import SandboxPort
 from gateway.http import admin, applications, basics, billing, openapi, products, queries, supply
 from gateway.http.keys import RUNTIME
+from gateway.http.methods import options_middleware
 from gateway.http.observe import observe_middleware
-from gateway.http.problems import problem_middleware
+from gateway.http.problems import SERVER, problem_middleware
 from gateway.http.ratelimit import setup_rate_limits
 from gateway.http.routing import Route, guarded
 from gateway.metrics import metrics_handler
@@ -23,7 +24,7 @@ from gateway.service.lifecycle import sandbox_running
 from gateway.settings import Settings
 
 # Outermost first: the request id and access log see every response, including problems.
-MIDDLEWARES = (observe_middleware, problem_middleware)
+MIDDLEWARES = (observe_middleware, problem_middleware, options_middleware)
 
 
 def all_routes() -> tuple[Route, ...]:
@@ -33,12 +34,15 @@ def all_routes() -> tuple[Route, ...]:
 
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
     for spec in routes:
-        app.router.add_route(spec.method, spec.path, guarded(spec), name=spec.name)
+        handler = guarded(spec)
+        app.router.add_route(spec.method, spec.path, handler, name=spec.name)
+        if spec.method == "GET":  # HEAD answers like GET, behind the same guard; aiohttp drops the body
+            app.router.add_route("HEAD", spec.path, handler)
 
 
 async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
     """No library or Python versions in the Server header."""
-    response.headers["Server"] = "county-gateway"
+    response.headers["Server"] = SERVER
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None,
@@ -77,9 +81,10 @@ def create_ops_app(runtime: Runtime) -> web.Application:
 
     It outlives the main listener on SIGTERM, so a drain shows as a 503 from /readyz here.
     """
-    app = web.Application(middlewares=[problem_middleware])
+    app = web.Application(middlewares=[problem_middleware, options_middleware])
     app[RUNTIME] = runtime
     app.router.add_get("/metrics", metrics_handler(runtime.metrics))
     for spec in (basics.healthz, basics.readyz):
-        app.router.add_route(spec.method, spec.path, spec.handler)
+        app.router.add_get(spec.path, spec.handler)
+    app.on_response_prepare.append(_plain_server_header)
     return app

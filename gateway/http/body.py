@@ -4,6 +4,7 @@ nesting (R-IN-04, R-AU-08)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constants(name: str) -> Any:
     raise InvalidRequest(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    """1e999 is valid JSON syntax but no number Python can hold (it would become infinity)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidRequest("a number in the body is out of range")
+    return value
 
 
 def _depth(value: Any, level: int = 1) -> int:
@@ -53,9 +62,12 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                           parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"malformed JSON at line {exc.lineno}, column {exc.colno}") from None
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        raise InvalidRequest("a number in the body has too many digits") from None
     except RecursionError:
         raise InvalidRequest("JSON nested too deeply") from None
     if _depth(value) > MAX_DEPTH:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from aiohttp import web
@@ -14,6 +14,7 @@ from gateway.http.keys import ERROR_CODE, REQUEST_ID
 
 log = logging.getLogger("gateway.http")
 PROBLEM_TYPE = "application/problem+json"
+SERVER = "county-gateway"  # the Server header: no library or Python versions
 
 _AIOHTTP_STATUS = {
     400: errors.InvalidRequest, 401: errors.Unauthorized, 403: errors.Forbidden,
@@ -30,6 +31,14 @@ def problem_response(error: errors.GatewayError, request_id: str = "") -> web.Re
                         content_type=PROBLEM_TYPE, headers=error.headers)
 
 
+def allow_header(methods: Iterable[str]) -> str:
+    """The methods a resource answers: HEAD wherever GET is, OPTIONS everywhere."""
+    allowed = set(methods) | {"OPTIONS"}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
+
+
 def from_http_exception(exc: web.HTTPException) -> errors.GatewayError:
     """aiohttp's own 404/405/413... in our shape, with our generic wording."""
     cls = _AIOHTTP_STATUS.get(exc.status)
@@ -37,8 +46,12 @@ def from_http_exception(exc: web.HTTPException) -> errors.GatewayError:
         return errors.Unauthorized()
     if cls is None:
         return errors.GatewayError("The server could not handle the request.")
-    detail = {404: "No such resource.", 405: f"Method {exc.reason} not allowed here.",
-              413: "The request body is over the configured limit."}.get(exc.status, exc.reason)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allow = allow_header(exc.allowed_methods)
+        return errors.MethodNotAllowed(f"{exc.method} is not allowed here; this resource answers {allow}.",
+                                       headers={"Allow": allow})
+    detail = {404: "No such resource.", 413: "The request body is over the configured limit."}.get(
+        exc.status, exc.reason)
     return cast(errors.GatewayError, cls(detail))
 
 
