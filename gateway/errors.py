@@ -19,7 +19,12 @@
     │   └── IdempotencyKeyReused      422 idempotency_key_reused
     ├── RateLimited                   429 rate_limited       (with Retry-After)
     ├── ReleaseFailed                 500 release_failed     (after data was touched: generic)
-    └── Unavailable                   503 unavailable        (with Retry-After)
+    ├── Unavailable                   503 unavailable        (with Retry-After)
+    └── TokenError                    the token endpoint's: RFC 6749 §5.2 `error` members too
+        ├── InvalidTokenRequest       400 invalid_request        (also an InvalidRequest)
+        ├── UnsupportedGrantType      400 unsupported_grant_type
+        ├── InvalidClient             401 invalid_client         (WWW-Authenticate: Basic)
+        └── TokenAttemptsThrottled    429 rate_limited, slow_down (also a RateLimited)
 
 `PolicyInvalid` is not an HTTP error: it is raised when a policy file does not validate and
 carries every located problem. `core` may import this module and nothing else of ours.
@@ -158,6 +163,51 @@ class Unavailable(GatewayError):
 
     def __init__(self, detail: str = "Try again shortly.", retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+TOKEN_REALM = "county-gateway"
+
+
+class TokenError(GatewayError):
+    """An error of the token endpoint: the problem body also carries RFC 6749 §5.2's `error` and
+    `error_description`, so OAuth clients read it as the refusal it is, never as a token."""
+
+    oauth_error: ClassVar[str] = "invalid_request"
+
+    def __init__(self, detail: str = "", *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail, headers={"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})})
+
+    def problem(self) -> dict[str, Any]:
+        body = super().problem()
+        body.update({"error": self.oauth_error, "error_description": self.detail})
+        return body
+
+
+class InvalidTokenRequest(TokenError, InvalidRequest):
+    oauth_error = "invalid_request"
+
+
+class UnsupportedGrantType(TokenError):
+    status, code, title = 400, "unsupported_grant_type", "Unsupported grant type"
+    oauth_error = "unsupported_grant_type"
+
+
+class InvalidClient(TokenError):
+    """Client authentication failed; the challenge names the scheme a client may use (RFC 6749 §5.2)."""
+
+    status, code, title = 401, "invalid_client", "Invalid client"
+    oauth_error = "invalid_client"
+
+    def __init__(self, detail: str = "The client credentials are not valid.") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": f'Basic realm="{TOKEN_REALM}"'})
+
+
+class TokenAttemptsThrottled(TokenError, RateLimited):
+    oauth_error = "slow_down"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed token requests for this client or address; retry after the time given.",
+                         headers={"Retry-After": str(max(1, retry_after))})
 
 
 @dataclass(frozen=True)

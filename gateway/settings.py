@@ -10,6 +10,7 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -66,6 +67,15 @@ class Settings:
     rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
     rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)
     max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client.", minimum=1)
+    token_failures_per_client: int = setting(
+        10, "Failed token requests a client id may make in a row before 429 (R-AU-11).", minimum=1)
+    token_failures_per_address: int = setting(
+        50, "Failed token requests a source address may make in a row before 429.", minimum=1)
+    token_failures_per_minute: float = setting(
+        10.0, "How fast that allowance of failed token requests comes back.", minimum=0.01)
+    trusted_proxies: str = setting(
+        "", "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (source address of throttling, public URL of metadata).")
     metrics_host: str = setting("127.0.0.1", "Address of the optional separate metrics listener.")
     metrics_port: int = setting(0, "Port of a separate /metrics listener without auth; 0 disables it.", minimum=0)
     shutdown_grace_seconds: float = setting(20.0, "Time in-flight requests get to finish on SIGTERM.", minimum=0)
@@ -91,6 +101,10 @@ class Settings:
     @property
     def algorithms(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.jwt_algorithms.split(",") if a.strip())
+
+    @property
+    def proxies(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip())
 
     @property
     def zone(self) -> ZoneInfo:
@@ -142,6 +156,10 @@ def _validate(s: Settings) -> None:
         ZoneInfo(s.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"timezone: unknown zone {s.timezone!r}") from None
+    try:
+        s.proxies  # noqa: B018 - parsed here so that a typo stops the start, not a request
+    except ValueError as exc:
+        raise SettingsError(f"trusted_proxies: {exc}") from None
 
 
 def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,

@@ -16,6 +16,7 @@ from gateway.http.observe import observe_middleware
 from gateway.http.problems import SERVER, problem_middleware
 from gateway.http.ratelimit import setup_rate_limits
 from gateway.http.routing import Route, guarded
+from gateway.http.token_guard import setup_token_guard
 from gateway.metrics import metrics_handler
 from gateway.runtime.open import open_runtime
 from gateway.runtime.parts import Runtime
@@ -55,6 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
     routes = all_routes()
     add_routes(app, routes)
     setup_rate_limits(app, settings)
+    setup_token_guard(app, settings)
     app.on_response_prepare.append(_plain_server_header)
     setup_console(app)
 

@@ -2,53 +2,34 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from aiohttp import web
 
 from gateway.clock import utc_now_text
 from gateway.core.catalog import catalog_entry
-from gateway.errors import InvalidRequest, NotFound, Unauthorized, Unavailable, UnsupportedMediaType
+from gateway.errors import NotFound, Unavailable
+from gateway.http import oauth
 from gateway.http.keys import RUNTIME
+from gateway.http.openapi import api
 from gateway.http.routing import ANY_ROLE, PUBLIC, Route, route
-from gateway.service.identity import issue_token
 from gateway.service.supply import datasets_not_loaded
 from gateway.store import identity
 from gateway.store.schema import pending_migrations
 
 
-@route("POST", "/oauth/token", PUBLIC)
+@route("POST", oauth.TOKEN_PATH, PUBLIC)
 async def token(request: web.Request) -> web.Response:
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise UnsupportedMediaType("send the token request form-encoded")
-    form = await request.post()
-    if form.get("grant_type") != "client_credentials":
-        raise InvalidRequest("grant_type must be client_credentials")
-    client_id, secret = _credentials(request, form)
-    access, ttl = await issue_token(request.app[RUNTIME], client_id, secret)
-    return web.json_response({"access_token": access, "token_type": "Bearer", "expires_in": ttl},
-                             headers={"Cache-Control": "no-store"})
+    """An access token for the client-credentials grant (RFC 6749 §4.4; errors as §5.2)."""
+    return await oauth.token_response(request)
 
 
-def _credentials(request: web.Request, form: object) -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthorized("The client credentials are not valid.") from None
-        client_id, sep, secret = decoded.partition(":")
-        if sep:
-            return client_id, secret
-        raise Unauthorized("The client credentials are not valid.")
-    client_id, secret = form.get("client_id"), form.get("client_secret")  # type: ignore[attr-defined]
-    if not isinstance(client_id, str) or not isinstance(secret, str):
-        raise InvalidRequest("client_id and client_secret are required")
-    return client_id, secret
+@route("GET", oauth.METADATA_PATH, PUBLIC)
+@api(response="AuthorizationServerMetadata")
+async def authorization_server_metadata(request: web.Request) -> web.Response:
+    """RFC 8414 metadata: the token endpoint, the JWKS and the grant this server supports."""
+    return web.json_response(oauth.metadata(request), headers={"Cache-Control": "max-age=300"})
 
 
-@route("GET", "/.well-known/jwks.json", PUBLIC)
+@route("GET", oauth.JWKS_PATH, PUBLIC)
 async def jwks(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     now = utc_now_text()
@@ -107,4 +88,5 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-ROUTES: tuple[Route, ...] = (token, jwks, healthz, readyz, list_datasets, get_dataset, metrics)
+ROUTES: tuple[Route, ...] = (
+    token, authorization_server_metadata, jwks, healthz, readyz, list_datasets, get_dataset, metrics)

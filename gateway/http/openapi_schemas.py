@@ -73,6 +73,12 @@ SCHEMAS: dict[str, Schema] = {
     "Token": obj(("access_token", "token_type", "expires_in"), access_token=S, token_type={"const": "Bearer"},
                  expires_in=INT),
     "JWKS": obj(("keys",), keys={"type": "array", "items": ANY_OBJ}),
+    "AuthorizationServerMetadata": obj(
+        ("issuer", "token_endpoint", "jwks_uri", "grant_types_supported", "response_types_supported"),
+        issuer=S, token_endpoint=S, jwks_uri=S, service_documentation=S,
+        grant_types_supported={"type": "array", "items": S},
+        token_endpoint_auth_methods_supported={"type": "array", "items": S},
+        response_types_supported={"type": "array", "items": S}),
     "Health": obj(("status",), status=S),
     "Dataset": obj(("id", "title", "status", "columns"), id=S, title=S, description=S, source_department=S,
                    status={"enum": ["active", "suspended", "withdrawn"]}, privacy_unit=ANY_OBJ,

@@ -75,6 +75,13 @@ class RateLimiter:
         wait = 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / rate
         return Decision(allowed, size, int(bucket.tokens), math.ceil(wait))
 
+    def give_back(self, key: tuple[str, ...], burst: int | None = None) -> None:
+        """Return the token a call took (the token endpoint takes one per attempt and gives it
+        back when the attempt succeeds, so only failures are counted)."""
+        bucket = self.buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(float(burst or self.burst), bucket.tokens + 1.0)
+
     def _make_room(self, now: float) -> None:
         if len(self.buckets) < MAX_BUCKETS:
             return

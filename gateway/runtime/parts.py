@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class Runtime:
         return self.settings.replica_id or f"{self.settings.host}:{self.settings.port}"
 
     def close(self) -> None:
+        for part in self._owned.values():  # per-service state that holds threads or files
+            close = getattr(part, "close", None)
+            if callable(close) and not inspect.iscoroutinefunction(close):
+                close()
         self.store.close()
 
     async def refresh(self) -> None:
