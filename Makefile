@@ -9,12 +9,15 @@ STATE ?= state/demo
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
+	@echo "make: setting up $(VENV) with the gateway and its dependencies (a few minutes the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint]' -e 'clients/python[polars,pandas,receipts]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[test,lint]' -e 'clients/python[polars,pandas,receipts]'
 	touch $(STAMP)
+	@echo "make: $(VENV) is ready"
 
 demo: $(STAMP)
+	@echo "make: starting the demo gateway from $(STATE) (the first start generates the demo county)"
 	$(BIN)/gateway serve --demo --host 127.0.0.1 --port $(PORT) --state-dir $(STATE)
 
 test: $(STAMP)

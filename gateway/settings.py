@@ -7,8 +7,9 @@ README's settings section; a test fails when a setting is not documented there.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -163,25 +164,79 @@ def _validate(s: Settings) -> None:
 
 
 def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
-                  values: Mapping[str, Any] | None = None) -> Settings:
-    """Defaults, then the TOML file, then `GATEWAY_*` variables, then explicit `values`."""
+                  values: Mapping[str, Any] | None = None,
+                  on_ignored: Callable[[str], None] | None = None) -> Settings:
+    """Defaults, then the TOML file, then `GATEWAY_*` variables, then explicit `values`.
+
+    A `GATEWAY_*` variable that names no setting belongs to someone else (CGI's
+    GATEWAY_INTERFACE, a Kubernetes service link): it is ignored, and `on_ignored` told. One
+    that nearly names a setting is a typo and stops the start, naming the setting meant.
+    """
     merged: dict[str, Any] = {}
     if path is not None:
         with open(path, "rb") as fh:
             table = tomllib.load(fh)
         table = table.get("gateway", table)
+        _refuse_unknown(table, "in the settings file")
         merged.update(table)
-    for key, raw in (environ or {}).items():
-        # GATEWAY_TEST_* belong to the test suite, not to the server.
-        if key.startswith(ENV_PREFIX) and not key.startswith(ENV_PREFIX + "TEST_"):
-            merged[key[len(ENV_PREFIX):].lower()] = raw
+    merged.update(_from_environment(environ or {}, on_ignored))
+    _refuse_unknown(values or {}, "given")
     merged.update(values or {})
-    unknown = sorted(set(merged) - set(_BY_NAME))
-    if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
     settings = Settings(**{name: _coerce(_BY_NAME[name], raw) for name, raw in merged.items()})
     _validate(settings)
     return settings
+
+
+def _from_environment(environ: Mapping[str, str], on_ignored: Callable[[str], None] | None) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, raw in sorted(environ.items()):
+        # GATEWAY_TEST_* belong to the test suite, not to the server.
+        if not key.startswith(ENV_PREFIX) or key.startswith(ENV_PREFIX + "TEST_"):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in _BY_NAME:
+            found[name] = raw
+            continue
+        meant = near_miss(name)
+        if meant is not None:
+            raise SettingsError(f"{key} is not a setting: did you mean {ENV_PREFIX}{meant.upper()}?")
+        if on_ignored is not None:
+            on_ignored(f"ignoring {key}: not a gateway setting")
+    return found
+
+
+def _refuse_unknown(table: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(table) - set(_BY_NAME))
+    if unknown:
+        hints = [f"{n} (did you mean {near_miss(n)}?)" if near_miss(n) else n for n in unknown]
+        raise SettingsError(f"unknown setting(s) {where}: {', '.join(hints)}")
+
+
+def near_miss(name: str) -> str | None:
+    """The setting a mistyped name most likely meant: one or two edits away (a transposed or
+    missing letter), or very alike; None for names that are simply someone else's."""
+    budget = 1 if len(name) <= 5 else 2
+    close = [s.name for s in SETTINGS if _edits(name, s.name) <= budget]
+    if close:
+        return close[0]
+    alike = difflib.get_close_matches(name, [s.name for s in SETTINGS], n=1, cutoff=0.85)
+    return alike[0] if alike else None
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions, transpositions."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, rows[-2][j - 2] + 1)
+            row.append(cost)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def settings_markdown() -> str:

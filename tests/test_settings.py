@@ -28,7 +28,7 @@ def test_file_then_environment_then_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("env", [
     {"GATEWAY_PORT": "eighty"},
-    {"GATEWAY_NO_SUCH_THING": "1"},
+    {"GATEWAY_PROT": "8080"},  # a near miss of `port`; unrelated names are ignored (test_cli_state.py)
     {"GATEWAY_JWT_ALGORITHMS": "HS256"},
     {"GATEWAY_TOKEN_TTL_SECONDS": "7200"},
     {"GATEWAY_TIMEZONE": "Mars/Olympus"},

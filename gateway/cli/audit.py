@@ -9,14 +9,13 @@ from pathlib import Path
 
 from gateway.auth.checkpoints import sign_checkpoint, verify_checkpoint
 from gateway.auth.tokens import Keyring
-from gateway.cli.args import settings_of, state_args
+from gateway.cli.args import CommandFailed, existing_store, settings_of, state_args
 from gateway.settings import Settings
 from gateway.store import audit
-from gateway.store.schema import open_store
 
 
 def write_checkpoint(settings: Settings, out: Path) -> tuple[int, str]:
-    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    store = existing_store(settings)
     try:
         seq, head = store.run_sync(audit.head, write=False)
     finally:
@@ -28,13 +27,23 @@ def write_checkpoint(settings: Settings, out: Path) -> tuple[int, str]:
 
 def read_checkpoint(settings: Settings, path: Path) -> tuple[int, str]:
     """The (seq, head) of a checkpoint whose signature holds under one of our keys."""
-    return verify_checkpoint(json.loads(path.read_text()), Keyring(settings.state_path / "keys").signing_keys())
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise CommandFailed(f"cannot read the checkpoint {path}: {exc.strerror}") from None
+    except ValueError:
+        raise CommandFailed(f"{path} is not an audit checkpoint written by `gateway audit checkpoint`") from None
+    try:
+        keys = Keyring(settings.state_path / "keys").signing_keys()
+        return verify_checkpoint(data if isinstance(data, dict) else {}, keys)
+    except ValueError as exc:
+        raise CommandFailed(f"{path}: {exc}") from None
 
 
 def verify_audit(settings: Settings, checkpoint: str | None = None) -> audit.Verdict:
-    expected = read_checkpoint(settings, Path(checkpoint)) if checkpoint else None
-    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    store = existing_store(settings)
     try:
+        expected = read_checkpoint(settings, Path(checkpoint)) if checkpoint else None
         return store.run_sync(audit.verify, expected, write=False)
     finally:
         store.close()

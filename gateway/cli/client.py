@@ -11,6 +11,7 @@ import argparse
 from gateway.auth.secrets import hash_secret, new_secret
 from gateway.cli.args import settings_of, state_args
 from gateway.settings import Settings
+from gateway.statefolder import require_folder
 from gateway.store import requesters
 from gateway.store.db import Tx
 from gateway.store.identity import ROLES
@@ -21,6 +22,9 @@ def add_client(settings: Settings, org_id: str, org_name: str, role: str, client
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     secret = new_secret()
+    # The first clients of a county may come before its first start: the store may be new, but
+    # the state folder must exist (made on purpose, not by a mistyped --state-dir).
+    require_folder(settings.state_path)
     store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
     try:
         store.run_sync(_add, org_id, org_name, role, client_id, hash_secret(secret))

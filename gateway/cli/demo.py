@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 from gateway.auth.secrets import hash_secret, new_secret
 from gateway.core.budget import to_nano
 from gateway.settings import Settings
+from gateway.statefolder import state_lock
 from gateway.store import grants, identity
 from gateway.store.db import Store, Tx
 
@@ -55,18 +54,8 @@ def _seed(tx: Tx, secrets: dict[str, str]) -> None:
 def ensure_demo_county(store: Store, state_dir: Path, base_url: str) -> Path:
     """Create (or keep) the demo clients and grants; write DIR/demo-credentials.json (0600)."""
     path = state_dir / "demo-credentials.json"
-    with _state_lock(state_dir):  # replicas sharing a state folder take turns
+    with state_lock(state_dir, ".demo.lock", wait=True):  # replicas sharing a state folder take turns
         return _write_credentials(store, path, base_url)
-
-
-@contextlib.contextmanager
-def _state_lock(state_dir: Path) -> Iterator[None]:
-    with open(state_dir / ".demo.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _write_credentials(store: Store, path: Path, base_url: str) -> Path:
@@ -99,10 +88,15 @@ def _known_secrets(path: Path) -> dict[str, str]:
 
 def prepare_demo_state(settings: Settings) -> None:
     """Generate the demo datasets (deterministic seed) into the data folder unless present."""
-    from gateway.data.demo import ensure
+    from gateway.data.demo import DATASETS, ensure
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
+    if all((settings.data_path / f"{name}.parquet").is_file() for name in DATASETS):
+        return
+    started = time.monotonic()
+    print(f"generating the demo county in {settings.data_path.resolve()} (once; about a minute)...", flush=True)
     ensure(settings.data_path)
+    print(f"demo county ready in {time.monotonic() - started:.0f} s; starting the gateway...", flush=True)
 
 
 # The demo merchant's published products: (id, dataset, draft body as a merchant would send it).

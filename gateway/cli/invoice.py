@@ -6,20 +6,23 @@ import argparse
 import json
 import sys
 
-from gateway.cli.args import settings_of, state_args
+from gateway.cli.args import CommandFailed, existing_store, settings_of, state_args
 from gateway.core.billing import invoice_csv
 from gateway.errors import GatewayError
 from gateway.service.billing import invoices_for_cli
 from gateway.settings import Settings
-from gateway.store.schema import open_store
+from gateway.store import requesters
+from gateway.store.db import Store
 
 CLI_ACTOR = "cli:bureau"
 
 
 def print_invoices(settings: Settings, period: str, org_id: str | None, as_csv: bool) -> int:
     """Every requester's invoice for a period (ended periods are closed first), one per line."""
-    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    store = existing_store(settings)
     try:
+        if org_id is not None:
+            _require_requester(store, org_id)
         found = invoices_for_cli(store, settings, period, org_id)
     except GatewayError as exc:
         print(f"gateway: {exc.detail}", file=sys.stderr)
@@ -38,6 +41,14 @@ def print_invoices(settings: Settings, period: str, org_id: str | None, as_csv: 
     print(f"{len(found)} invoice(s) for {period}, total {grand_total} minor units ({settings.currency})",
           file=sys.stderr)
     return 0
+
+
+def _require_requester(store: Store, org_id: str) -> None:
+    org = store.run_sync(requesters.get_org, org_id, write=False)
+    if org is None:
+        raise CommandFailed(f"no organisation {org_id!r} in this installation")
+    if org.kind != "requester":
+        raise CommandFailed(f"{org_id!r} is a {org.kind}, not a requester: only requesters are invoiced")
 
 
 def cmd_invoice(args: argparse.Namespace) -> int:

@@ -9,18 +9,22 @@ from gateway.auth.tokens import Keyring
 from gateway.cli.args import settings_of, state_args
 from gateway.clock import utc_now, utc_text
 from gateway.settings import Settings
+from gateway.statefolder import require_folder
 from gateway.store import audit, identity
 from gateway.store.db import Tx
 from gateway.store.schema import open_store
 
 
 def rotate_keys(settings: Settings) -> str:
+    """A new key in the keyring of an installation that exists. A SQLite one must have its store;
+    a PostgreSQL one may be new: its first key is made this way, in a folder made for it."""
+    require_folder(settings.state_path)
+    store = open_store(settings.store_dsn, settings.state_path, pool_size=2, create=bool(settings.store_dsn))
     keyring = Keyring(settings.state_path / "keys")
     older = tuple(k.kid for k in keyring.signing_keys())
     key = keyring.add()
     # Tokens signed a moment ago live token_ttl more; allow the leeway on top.
     retire_at = utc_text(utc_now() + timedelta(seconds=settings.token_ttl_seconds + settings.jwt_leeway_seconds))
-    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
     try:
         store.run_sync(_publish, key.kid, key.jwk, retire_at, older)
     finally:

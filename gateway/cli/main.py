@@ -8,8 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from gateway.cli import audit, client, demo, invoice, keys, policy, receipt, serve, store, user
-from gateway.errors import PolicyInvalid
+from gateway.cli.args import CommandFailed
+from gateway.errors import GatewayError, PolicyInvalid
 from gateway.settings import SettingsError
+from gateway.statefolder import StateFolderBusy, StateMissing
+from gateway.store.schema import StoreMissing
 
 GROUPS = (serve, demo, policy, invoice, client, user, keys, audit, store, receipt)
 
@@ -30,6 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
+    except (CommandFailed, StateMissing, StoreMissing, StateFolderBusy) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except GatewayError as exc:  # a refusal of the store's own rules (an existing client id...)
+        print(f"gateway: {exc.detail}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a missing --config or input file, a port already bound
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gateway: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except PolicyInvalid as exc:
         print("gateway: refusing to start, a policy is invalid:", file=sys.stderr)
         for problem in exc.problems:

@@ -6,19 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.cli.args import settings_of, state_args
+from gateway.cli.args import CommandFailed, existing_store, settings_of, state_args
 from gateway.core.policydiff import render_diff
 from gateway.errors import PolicyInvalid
 from gateway.service.circulation import apply_policy_file
 from gateway.settings import Settings
-from gateway.store.schema import open_store
 
 CLI_ACTOR = "cli:bureau"
 
 
 def apply_policy(settings: Settings, path: Path, dry_run: bool) -> int:
     """Validate (every problem located), show the difference, publish unless a dry run; audited."""
-    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    if not path.is_file():
+        raise CommandFailed(f"no policy file at {path}")
+    store = existing_store(settings)
     try:
         result = apply_policy_file(store, path, CLI_ACTOR, dry_run)
     except PolicyInvalid as exc:

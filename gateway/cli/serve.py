@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.cli.args import settings_of
+from gateway.cli.startup import one_server_per_folder, require_free_ports, start_line
 from gateway.http.app import create_app, create_ops_app
 from gateway.http.server import GatewayRunner
 from gateway.logsetup import setup_logging
@@ -66,6 +67,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info(json.dumps({"msg": "serving", "host": settings.host, "port": settings.port,
                          "metrics_port": settings.metrics_port or None, "replica": runtime.replica}))
+    print(start_line(settings, runner.addresses, demo=demo), flush=True)
     await stop.wait()
     await _drain(runner, runtime, settings)
     if ops is not None:
@@ -117,7 +119,11 @@ def _hard_exit(reason: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args, host=args.host, port=args.port, state_dir=args.state_dir)
     setup_logging(settings.log_level)
-    return _run_loop(serve(settings, demo=args.demo))
+    # Before anything is read, recovered or generated: one server per SQLite state folder
+    # (R-OP-08), and a port that is free, each refused in one line.
+    with one_server_per_folder(settings):
+        require_free_ports(settings)
+        return _run_loop(serve(settings, demo=args.demo))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
@@ -85,7 +86,16 @@ def _open_target(dsn: str, state_dir: Path) -> Store:
             pass
         return open_store(dsn, state_dir, pool_size=1)
     except (GatewayError, psycopg.Error, PoolTimeout) as exc:
-        raise StoreMigrationError(f"cannot reach or migrate the target store ({type(exc).__name__})") from exc
+        raise StoreMigrationError(f"cannot reach or migrate the target store: {_reason(exc, dsn)}") from exc
+
+
+def _reason(exc: BaseException, dsn: str) -> str:
+    """The database's own message, with the DSN's password masked (psycopg
+    does not echo it, but a message is no place to find out)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines) if lines else type(exc).__name__
+    password = urllib.parse.urlsplit(dsn).password
+    return text.replace(password, "***") if password else text
 
 
 def _rows_seeded_by_migrations() -> dict[str, frozenset[tuple[Any, ...]]]:

@@ -64,17 +64,36 @@ def pending_migrations(tx: Tx) -> list[str]:
     return [name for _n, name, _s in _migration_files(tx.dialect) if name not in done]
 
 
-def open_store(dsn: str, state_dir: Path, *, pool_size: int = 8) -> Store:
-    """PostgreSQL when a DSN is given, else SQLite in the state folder; migrated."""
+class StoreMissing(Exception):
+    """`open_store(..., create=False)` found no gateway store where it was told to look."""
+
+
+def open_store(dsn: str, state_dir: Path, *, pool_size: int = 8, create: bool = True) -> Store:
+    """PostgreSQL when a DSN is given, else SQLite in the state folder; migrated. With
+    `create=False` (maintenance commands) a store must already be there: none is made."""
     store: Store
     if dsn:
         store = PostgresStore(dsn, pool_size=pool_size)
+        if not create and not store.run_sync(_has_schema, write=False):
+            store.close()
+            raise StoreMissing("the PostgreSQL store has no gateway schema; check GATEWAY_STORE_DSN")
         store.run_sync(_migrate_locked)
     else:
+        path = state_dir / SQLITE_FILE
+        if not create and not path.is_file():
+            raise StoreMissing(f"no gateway store at {path.resolve()}; check --state-dir (or --config)")
         state_dir.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(state_dir / "gateway.db")
+        store = SqliteStore(path)
         store.run_sync(migrate)
     return store
+
+
+SQLITE_FILE = "gateway.db"
+
+
+def _has_schema(tx: Tx) -> bool:
+    row = tx.one("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    return bool(row and row[0])
 
 
 def _migrate_locked(tx: Tx) -> list[str]:
