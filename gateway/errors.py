@@ -82,11 +82,17 @@ class InvalidQuery(InvalidRequest):
 
 
 class Unauthorized(GatewayError):
+    """The reason is named where it is the caller's own business (no token, the wrong scheme,
+    not a JWT, an unknown key, an expired token of ours); whatever a forger could probe (the
+    signature, the claims) gets one generic detail (R-AU-09). The challenge repeats it."""
+
     status, code, title = 401, "unauthorized", "Unauthorized"
 
-    def __init__(self, detail: str = "A valid bearer token is required.") -> None:
-        # R-AU-09: one generic body, no hint which check failed.
-        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    def __init__(self, detail: str = "The token is not valid.", *, error: str | None = "invalid_token") -> None:
+        # RFC 6750 §3: no error code when the request carried no token at all.
+        challenge = (f'Bearer realm="{TOKEN_REALM}"' if error is None
+                     else f'Bearer error="{error}", error_description="{detail}"')
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
 class Forbidden(GatewayError):

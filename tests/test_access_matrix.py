@@ -23,6 +23,7 @@ R, B, S, M, OPS = "requester", "bureau", "source", "merchant", "ops"
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/oauth/token"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
+    ("GET", "/.well-known/oauth-authorization-server"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
@@ -78,7 +79,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
 }
 CALLERS = {R: "demo-bank", B: "demo-bureau", S: "demo-source-psb", M: "demo-merchant", OPS: "demo-ops"}
 FILL = {"period": "2099-01", "version": "1"}
-ROLE_REFUSAL = "your role does not allow this"
+ROLE_REFUSAL = "your role ("  # ... "does not allow this; it needs the <role> role" (issue 12.9)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def send(gw: Gateway, method: str, path: str, client: str | None) -> Reply:
 
 
 def refused_by_role(r: Reply) -> bool:
-    return r.status == 403 and r.json.get("detail") == ROLE_REFUSAL
+    return r.status == 403 and str(r.json.get("detail")).startswith(ROLE_REFUSAL)
 
 
 def test_the_route_table_is_the_matrix() -> None:
@@ -127,6 +128,8 @@ def test_each_role_is_admitted_exactly_where_the_matrix_says(gw: Gateway, role: 
         admitted = r.status != 401 and not refused_by_role(r)
         if admitted != (role in roles):
             wrong.append((method, path, r.status))
+        if refused_by_role(r) and not all(needed in r.json["detail"] for needed in roles):
+            wrong.append((method, path, r.json["detail"]))  # the refusal names every role admitted
         assert r.status < 500, (method, path, r.status, r.body[:200])
     assert wrong == []
 

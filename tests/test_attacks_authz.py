@@ -20,7 +20,7 @@ import pytest
 from tests.support import FAST_RATES, Gateway, Reply, b64url, demo_gateway, jwt_parts
 
 BANK, INSURER, BANK_ORG = "demo-bank", "demo-insurer", "lingxi-rural-bank"
-ROLE_REFUSAL = "your role does not allow this"
+ROLE_REFUSAL = "your role (requester) does not allow this; it needs the "
 COUNT = "SELECT COUNT(*) AS n FROM enterprises"
 
 
@@ -218,7 +218,7 @@ def test_a_requester_cannot_act_as_bureau_department_or_merchant(gw: Gateway, ba
         headers = {"Content-Type": "application/octet-stream"} if isinstance(body, bytes) and path.endswith(
             "snapshots") else {"Content-Type": "application/json"} if isinstance(body, bytes) else None
         reply = gw.api(method, path, BANK, body, headers)
-        assert reply.status == 403 and reply.json["detail"] == ROLE_REFUSAL, (method, path, reply.status)
+        assert reply.status == 403 and reply.json["detail"].startswith(ROLE_REFUSAL), (method, path, reply.status)
     assert world(gw, app) == before
 
 
@@ -231,4 +231,4 @@ def test_a_token_with_forged_roles_is_refused(gw: Gateway) -> None:
     for token in (forged, unsigned):
         reply = gw.api("GET", "/v1/audit/verify", headers={"Authorization": "Bearer " + token})
         assert reply.status == 401 and reply.is_problem
-        assert reply.header("WWW-Authenticate") == 'Bearer error="invalid_token"'
+        assert (reply.header("WWW-Authenticate") or "").startswith('Bearer error="invalid_token"')

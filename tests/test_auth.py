@@ -102,9 +102,12 @@ def test_negative_battery_each_401_problem(gateway: Gateway) -> None:
         r = call("GET", gateway.base + "/v1/datasets", headers={"Authorization": auth} if auth else {})
         assert r.status == 401, name
         assert r.is_problem and r.json["code"] == "unauthorized", name
-        assert r.header("WWW-Authenticate", ) == 'Bearer error="invalid_token"', name
-        # R-AU-09: one generic body whatever failed.
-        assert r.json["detail"] == "A valid bearer token is required.", name
+        assert (r.header("WWW-Authenticate") or "").startswith("Bearer "), name
+        # R-AU-09: whatever a forger could probe (signature, claims, header) answers alike;
+        # tests/test_refusal_messages.py pins the reasons a holder is told.
+        if name not in ("no token", "not a jwt", "basic scheme", "unknown kid"):
+            assert r.json["detail"] == "The token is not valid.", name
+            assert r.header("WWW-Authenticate").startswith('Bearer error="invalid_token"'), name
 
 
 def test_roles_are_enforced(gateway: Gateway) -> None:

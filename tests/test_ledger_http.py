@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,10 @@ def test_budget_exhausted_is_403_and_exact(gw: Gateway) -> None:
     assert all(r.json["code"] == "budget_exhausted" for r in replies if r.status == 403)
     # R-BU-08: the requester's own remaining budget rides along, and no row count does.
     assert all(0 <= r.json["epsilon_remaining"] < eps for r in replies if r.status == 403)
+    # Issue 12.9: when the budget renews (the next period's first day) and what to do meanwhile.
+    renews = {r.json["renews_on"] for r in replies if r.status == 403}
+    assert len(renews) == 1 and re.fullmatch(r"\d{4}-\d{2}-01", renews.pop() or "")
+    assert all("renews on" in r.json["detail"] for r in replies if r.status == 403)
     assert all(r.header("Server") == "county-gateway" for r in replies)
     after = {d["dataset"]: d for d in gw.api("GET", "/v1/budget", "demo-insurer").json["datasets"]}["vehicles"]
     assert after["epsilon_spent"] <= after["epsilon_limit"]

@@ -25,6 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.errors import Unauthorized
 
 TOKEN_TYPE = "at+jwt"  # R-AU-03: explicit typing rejects ID tokens and other JWTs
+
+# Why a token was refused, where saying so helps its holder and no forger (issue 12.9).
+MALFORMED = "The token is malformed: an access token is a JWT of three base64url parts."
+UNKNOWN_KEY = "The token is signed with a key this gateway does not know (a retired one?); get a new token."
+EXPIRED = "The token has expired; get a new one from /oauth/token."
+NOT_YET = "The token is not valid yet; check the clock of the machine that asked for it."
+NOT_VALID = "The token is not valid."
 MAX_LIFETIME = 3600
 _VERIFIED_CACHE = 10_000
 
@@ -162,21 +169,28 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise Unauthorized() from None
+            raise Unauthorized(MALFORMED) from None
         kid = header.get("kid")
         if (header.get("typ") != TOKEN_TYPE or header.get("alg") not in self.algorithms
                 or "crit" in header or not isinstance(kid, str)):
-            raise Unauthorized()
+            raise Unauthorized(NOT_VALID)
         key = self._key(kid)
-        if key is None:
-            raise Unauthorized()
+        if key is None:  # the JWKS is public: naming an unknown kid tells a forger nothing new
+            raise Unauthorized(UNKNOWN_KEY)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key=key, algorithms=list(self.algorithms), audience=self.audience,
                 issuer=self.issuer, leeway=self.leeway,
                 options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]})
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
+            # PyJWT checks the signature before any claim, so a token named expired is ours.
+            raise Unauthorized(EXPIRED if isinstance(exc, jwt.ExpiredSignatureError) else NOT_YET) from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized(NOT_VALID) from None
+        except jwt.DecodeError:
+            raise Unauthorized(MALFORMED) from None
         except jwt.PyJWTError:
-            raise Unauthorized() from None
+            raise Unauthorized(NOT_VALID) from None
         # Trusted until exp, less the leeway the check above granted.
         return _principal(claims), float(claims["exp"]) - self.leeway
 
@@ -185,5 +199,5 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     roles, org, lifetime = claims.get("roles"), claims.get("org"), claims["exp"] - claims["iat"]
     if (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
             or not isinstance(org, str) or not isinstance(claims["sub"], str) or lifetime > MAX_LIFETIME):
-        raise Unauthorized()
+        raise Unauthorized(NOT_VALID)
     return Principal(claims["sub"], org, frozenset(roles), str(claims["jti"]))

@@ -70,6 +70,13 @@ def _period_of_minute(minute: int, zone: ZoneInfo) -> str:
     return period_of(datetime.fromtimestamp(minute * 60, UTC), zone)
 
 
+def next_period_start(period: str) -> str:
+    """The day a period's budgets renew: the first of the next month ("2026-12" -> "2027-01-01")."""
+    year, month = (int(p) for p in period.split("-"))
+    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return f"{year:04d}-{month:02d}-01"
+
+
 def period_bounds(period: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """[start, end) of a period in UTC: local midnight of the first day of two months."""
     try:

@@ -44,12 +44,21 @@ def authenticate(request: web.Request) -> Principal:
     runtime = request.app[RUNTIME]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header.strip():
+        raise Unauthorized("A bearer token is required: get one from /oauth/token.", error=None)
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized()
+        raise Unauthorized("Send the access token as `Authorization: Bearer <token>`.", error=None)
     who = runtime.verifier.verify(token.strip())
     if not runtime.registry.clients.get(who.client_id, False):
-        raise Unauthorized()
+        raise Unauthorized("The token's client is not active (suspended or removed).")
     return who
+
+
+def role_refusal(have: frozenset[str], need: frozenset[str]) -> Forbidden:
+    """"Not allowed", with the role that would be: a role is no secret (API.md lists them)."""
+    needed = " or ".join(sorted(need))
+    held = ", ".join(sorted(have)) or "none"
+    return Forbidden(f"your role ({held}) does not allow this; it needs the {needed} role")
 
 
 def guarded(spec: Route) -> Handler:
@@ -61,7 +70,7 @@ def guarded(spec: Route) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         who = authenticate(request)
         if not who.roles & spec.roles:
-            raise Forbidden("your role does not allow this")
+            raise role_refusal(who.roles, spec.roles)
         enforce_rate_limit(request, who)
         request[PRINCIPAL] = who
         return await spec.handler(request)

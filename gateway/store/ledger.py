@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.clock import utc_now_text
 from gateway.core import status as dataset_status
-from gateway.core.budget import is_lifetime_account, nano_to_float
+from gateway.core.budget import is_lifetime_account, nano_to_float, next_period_start
 from gateway.errors import (
     BudgetExhausted,
     Forbidden,
@@ -92,7 +92,7 @@ def check_can_release(tx: Tx, dataset: str, org_id: str) -> None:
         raise refused
     assert row is not None
     if row[1] != "active":
-        raise Unauthorized()
+        raise Unauthorized("Your organisation is not active (suspended or removed).")
 
 
 def _charge(tx: Tx, account: Account, period: str, amount: int) -> bool:
@@ -129,15 +129,24 @@ def reserve(tx: Tx, r: Reservation) -> None:
             grant = r.accounts[0]
             _cap, spent, reserved = account_usage(tx, [grant.name], r.period).get(grant.name, (0, 0, 0))
             remaining = max(grant.cap_nano - spent - reserved, 0)
-            raise BudgetExhausted(_exhausted_detail(account), extra={"epsilon_remaining": nano_to_float(remaining)})
+            detail, renews_on = exhausted_detail(account, r.period)
+            raise BudgetExhausted(detail, extra={"epsilon_remaining": nano_to_float(remaining),
+                                                 "renews_on": renews_on})
 
 
-def _exhausted_detail(account: Account) -> str:
+def exhausted_detail(account: Account, period: str) -> tuple[str, str | None]:
+    """Which budget is spent, when it renews (None: never) and what the requester can do."""
     if is_lifetime_account(account.name):
-        return "The privacy budget of the people in this dataset is spent for good."
+        return ("The privacy budget of the people in this dataset is spent for good: it never renews. "
+                "Answers already released stay available from the cache; ask the bureau about other datasets.",
+                None)
+    renews = next_period_start(period)
     if account.name.startswith("pool:"):
-        return "The dataset's privacy budget for this period is spent."
-    return "This query would pass your privacy budget for this period."
+        return (f"The dataset's privacy budget for {period} is spent, for every requester; it renews on "
+                f"{renews} (county time). Answers already released stay available from the cache.", renews)
+    return (f"This query would pass your privacy budget for {period}; it renews on {renews} (county time). "
+            "Ask with a smaller epsilon, reuse a cached answer (the same query again costs nothing), "
+            "or ask the bureau for a larger grant.", renews)
 
 
 def _move(tx: Tx, query_id: str, frm: Sequence[str], to: str) -> tuple[str, str, int, list[list[str]]] | None:
