@@ -30,9 +30,14 @@ REFUSAL_REASONS = (
     "dataset_suspended", "dataset_withdrawn", "rate_limited", "unauthorized",
 )
 ROLES = ("requester", "merchant", "bureau", "source", "ops")
+# Store operations are named where they are called (`store.write(fn, ..., op=...)`), not after
+# the Python function that runs them: the names are the metric's contract.
 STORE_OPERATIONS = (
-    "reserve", "mark_executing", "commit_release", "return_reservation", "lookup_release",
-    "lookup_idempotency", "read_status", "append_audit", "recover", "migrate",
+    "lookup_release",      # the idempotency claim and a stored answer, one transaction
+    "reserve", "mark_executing", "commit_release", "return_reservation", "fail_release",
+    "read_client",         # the token endpoint's client lookup
+    "read_status",         # the poll of statuses, policies, keys and budget gauges
+    "append_audit", "purge_idempotency", "recover", "migrate",
 )
 
 # Request latency: DP answers are padded to a quantum above a floor (300 ms by default).
@@ -80,8 +85,10 @@ class Metrics:
         self._init_fixed_labels(currency)
         for method, template in routes:
             self.add_route(method, template)
-        for dataset in (UNKNOWN_DATASET, *datasets):
+        for dataset in datasets:
             self.add_dataset(dataset, currency)
+        for reason in REFUSAL_REASONS:  # a request may name a dataset we do not serve
+            self._refusals.labels(UNKNOWN_DATASET, reason)
 
     def _counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
@@ -239,10 +246,12 @@ class Metrics:
 
     def set_global_budget_used(self, dataset: str, ratio: float) -> None:
         """Spent over cap for the period: a function of charges, never of data."""
-        self._global_budget.labels(self._dataset(dataset)).set(ratio)
+        if dataset in self._datasets:  # a state gauge of a dataset we do not serve means nothing
+            self._global_budget.labels(dataset).set(ratio)
 
     def set_dataset_available(self, dataset: str, available: bool) -> None:
-        self._available.labels(self._dataset(dataset)).set(1 if available else 0)
+        if dataset in self._datasets:
+            self._available.labels(dataset).set(1 if available else 0)
 
     def source_failure(self, dataset: str) -> None:
         self._source_failures.labels(self._dataset(dataset)).inc()

@@ -64,6 +64,10 @@ class Settings:
         100, "DP answers are sent on this time quantum from the request start.", minimum=0)
     response_floor_ms: int = setting(300, "DP answers are never sent sooner than this.", minimum=0)
     idempotency_ttl_hours: int = setting(24, "How long Idempotency-Keys are kept (at least 24).", minimum=24)
+    idempotency_max_keys: int = setting(
+        100_000, "Idempotency-Keys (with their answers) one organisation may hold at once; 429 past it.", minimum=1)
+    idempotency_purge_seconds: float = setting(
+        600.0, "How often expired Idempotency-Keys are deleted in the background.", minimum=0.5)
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
     rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
     rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)

@@ -255,3 +255,13 @@ async def test_separate_listener_serves_only_metrics(metrics: Metrics) -> None:
     async with TestClient(TestServer(create_metrics_app(metrics))) as client:
         assert (await client.get("/metrics")).status == 200
         assert (await client.get("/v1/datasets")).status == 404
+
+
+def test_state_gauges_exist_only_for_datasets_served(metrics: Metrics) -> None:
+    """A gauge of "no dataset" was always 0 and looked like an unavailable dataset (issue 12.7)."""
+    metrics.set_dataset_available("not-served", True)
+    metrics.set_global_budget_used("not-served", 0.5)
+    text = metrics.exposition()[0].decode()
+    assert f'dataset="{UNKNOWN_DATASET}"' not in "".join(
+        line for line in text.splitlines() if line.startswith(("gateway_dataset_available", "gateway_dataset_global")))
+    assert f'gateway_refusals_total{{dataset="{UNKNOWN_DATASET}"' in text  # a request may name one

@@ -94,7 +94,7 @@ def prepare_demo_state(settings: Settings) -> None:
     if all((settings.data_path / f"{name}.parquet").is_file() for name in DATASETS):
         return
     started = time.monotonic()
-    print(f"generating the demo county in {settings.data_path.resolve()} (once; about a minute)...", flush=True)
+    print(f"generating the demo county in {settings.data_path.resolve()} (once; seconds to a minute)...", flush=True)
     ensure(settings.data_path)
     print(f"demo county ready in {time.monotonic() - started:.0f} s; starting the gateway...", flush=True)
 

@@ -29,6 +29,7 @@ class FakeSandbox:
         self.loaded: dict[str, str] = {}  # dataset -> snapshot id
         self.calls: list[tuple[str, str]] = []  # (kind, dataset), in order
         self.on_worker_retired: Callable[[], None] = lambda: None
+        self.on_release_timeout: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         return None

@@ -14,6 +14,7 @@ from gateway.dp.outcome import Release
 
 class SandboxPort(Protocol):
     on_worker_retired: Callable[[], None]
+    on_release_timeout: Callable[[], None]
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...

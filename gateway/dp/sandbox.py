@@ -43,6 +43,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 class _WorkerGone(Exception):
     """The worker died, timed out or passed its memory limit; it has been killed."""
 
+    def __init__(self, reason: str = "", *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
+
 
 @dataclass(frozen=True)
 class _Loaded:
@@ -94,7 +98,7 @@ class _Worker:
             done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if reply in done:
                 return reply.result()
-            raise _WorkerGone("time or memory limit")
+            raise _WorkerGone("time or memory limit", timed_out=not done)
         finally:
             watch.cancel()
             if not reply.done():
@@ -128,8 +132,10 @@ class Sandbox:
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        # Told when a worker is killed for passing a limit (metrics); no detail crosses.
+        # Told when a worker is killed for passing a limit, and when a release ran out of
+        # time (metrics); no detail crosses.
         self.on_worker_retired: Callable[[], None] = lambda: None
+        self.on_release_timeout: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         """Start the workers; each refuses to start with unsafe OpenDP features (R-DP-01)."""
@@ -176,7 +182,9 @@ class Sandbox:
         self._require_loaded(checked)
         try:
             outcome, value = await self._run(("release", checked, alpha))
-        except _WorkerGone:
+        except _WorkerGone as gone:
+            if gone.timed_out:
+                self.on_release_timeout()
             raise ReleaseFailed() from None
         if outcome != childproc.OK:
             raise ReleaseFailed()
@@ -205,10 +213,10 @@ class Sandbox:
             if loaded is not None and w.held.get(loaded.policy.dataset) != loaded:
                 await self._load_into(w, loaded)
             result = await w.call(message, self.timeout, self.memory_mb)
-        except (_WorkerGone, SnapshotInvalid):
+        except (_WorkerGone, SnapshotInvalid) as exc:
             if w in self._workers:
                 self._retire(w)
-            raise _WorkerGone() from None
+            raise _WorkerGone(timed_out=isinstance(exc, _WorkerGone) and exc.timed_out) from None
         self._idle.put_nowait(w)
         return result
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import time
 from pathlib import Path
 
 from gateway.auth.tokens import Keyring, TokenIssuer, TokenVerifier
 from gateway.clock import utc_now_text
 from gateway.core.policy import DatasetPolicy
-from gateway.metrics import STORE_OPERATIONS, Metrics
+from gateway.metrics import Metrics
 from gateway.policyfiles import load_policies, shipped_policies_dir
 from gateway.runtime.parts import Runtime
 from gateway.runtime.registry import DatasetRegistry
@@ -44,10 +44,13 @@ def recover_interrupted(store: Store, lease_seconds: int) -> tuple[int, int]:
     def recover(tx: Tx) -> tuple[int, int]:
         counts = ledger.recover(tx, cutoff)
         idempotency.finish_interrupted(tx, failure, cutoff)
-        idempotency.purge_expired(tx)  # keys past their retention (at least 24 h) go at each start
         return counts
 
-    return store.run_sync(recover)
+    counts = store.run_sync(recover)
+    # Keys past their retention (at least 24 h) go now, in batches, and then on a schedule.
+    while store.run_sync(idempotency.purge_expired) == idempotency.PURGE_BATCH:
+        pass
+    return counts
 
 
 def seed_policies(store: Store, policies: dict[str, DatasetPolicy]) -> None:
@@ -62,9 +65,13 @@ def open_runtime(settings: Settings) -> Runtime:
     policies_dir = settings.policies_dir or str(shipped_policies_dir())
 
     policies = load_policies(Path(policies_dir))  # refuses to start on an invalid policy
+    started = time.perf_counter()
     store = open_store(settings.store_dsn, settings.state_path, pool_size=settings.store_pool_size)
+    opened = time.perf_counter()
     seed_policies(store, policies)
+    recovering = time.perf_counter()
     returned, spent = recover_interrupted(store, settings.reservation_lease_seconds)
+    start_up = {"migrate": opened - started, "recover": time.perf_counter() - recovering}
     if returned or spent:
         log.warning(json.dumps({"msg": "recovered interrupted queries", "returned": returned, "kept_spent": spent}))
     registry = DatasetRegistry()
@@ -84,18 +91,11 @@ def open_runtime(settings: Settings) -> Runtime:
     verifier.load_keys(public_keys())
     metrics = Metrics(datasets=sorted(registry.policies), routes=(), currency=settings.currency,
                       timing_quantum_seconds=settings.response_quantum_ms / 1000)
-    store.observe = _store_observer(metrics)
+    for operation, seconds in start_up.items():  # timed before there were metrics to hold them
+        metrics.observe_store(operation, seconds)
+    store.observe = metrics.observe_store
     runtime = Runtime(settings, store, registry, issuer, verifier, metrics, keyring=keyring)
     runtime._key_file = keyring.newest_name()
     runtime.registry.clients = store.run_sync(identity.client_statuses, write=False)
     return runtime
 
-
-def _store_observer(metrics: Metrics) -> Callable[[str, float], None]:
-    """Store functions named after a metrics operation are timed; helpers are not."""
-
-    def observe(operation: str, seconds: float) -> None:
-        if operation in STORE_OPERATIONS:
-            metrics.observe_store(operation, seconds)
-
-    return observe

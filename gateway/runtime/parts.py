@@ -69,10 +69,10 @@ class Runtime:
 
     async def refresh(self) -> None:
         """Poll the store for dataset, policy and client status changes (R-AU-05, invariant 7)."""
-        await self.store.read(self.registry.refresh)
-        self.registry.clients = await self.store.read(identity.client_statuses)
+        await self.store.read(self.registry.refresh, op="read_status")
+        self.registry.clients = await self.store.read(identity.client_statuses, op="read_status")
         # Retired keys stop verifying here too, not only on an unknown kid (a leaked key's rotation).
-        self.verifier.load_keys(await self.store.read(identity.public_keys, utc_now_text()))
+        self.verifier.load_keys(await self.store.read(identity.public_keys, utc_now_text(), op="read_status"))
         await self._follow_key_rotation()
         await self._export_ledger_gauges()
 
@@ -81,7 +81,7 @@ class Runtime:
         from gateway.core.budget import period_of
         from gateway.store import audit, ledger
 
-        seq, _head = await self.store.read(audit.head)
+        seq, _head = await self.store.read(audit.head, op="read_status")
         if self._audit_seq and seq > self._audit_seq:
             self.metrics.audit_appended(seq - self._audit_seq)
         self._audit_seq = seq

@@ -35,5 +35,22 @@ async def poll_store(runtime: Runtime) -> None:
             log.warning("store poll failed", exc_info=True)
 
 
-def background(runtime: Runtime) -> contextlib.AbstractAsyncContextManager[None]:
-    return task_running(poll_store(runtime))
+async def purge_idempotency_keys(runtime: Runtime) -> None:
+    """Background: expired Idempotency-Keys and the answers they keep go on a schedule, in
+    batches, not only at a start (their storage is bounded by rate x retention)."""
+    from gateway.store import idempotency
+
+    while True:
+        await asyncio.sleep(runtime.settings.idempotency_purge_seconds)
+        try:
+            while await runtime.store.write(idempotency.purge_expired, op="purge_idempotency") == \
+                    idempotency.PURGE_BATCH:
+                pass
+        except Exception:  # retried at the next round
+            log.warning("idempotency purge failed", exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def background(runtime: Runtime) -> AsyncIterator[None]:
+    async with task_running(poll_store(runtime)), task_running(purge_idempotency_keys(runtime)):
+        yield

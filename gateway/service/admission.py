@@ -193,7 +193,7 @@ async def record_refusal(runtime: Runtime, who: Principal, dataset: str | None, 
     if error.code not in REFUSAL_REASONS:  # the metric's bounded reasons are the refusals we record
         return
     runtime.metrics.refusal(dataset, error.code)
-    await runtime.store.write(_audit_refusal, who.client_id, dataset or "", error.code)
+    await runtime.store.write(_audit_refusal, who.client_id, dataset or "", error.code, op="append_audit")
 
 
 def _audit_refusal(tx: Tx, client_id: str, dataset: str, code: str) -> None:

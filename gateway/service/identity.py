@@ -29,14 +29,14 @@ class SecretChecks:
 
 
 async def issue_token(runtime: Runtime, client_id: str, secret: str) -> tuple[str, int]:
-    client = await runtime.store.read(identity.get_client, client_id)
+    client = await runtime.store.read(identity.get_client, client_id, op="read_client")
     # An unknown id is checked against a dummy hash of the same cost: timing does not tell
     # which ids exist, and a guess costs the guesser as much whichever id it names.
     ok = await runtime.owned(SecretChecks).verify(secret, client.secret_hash if client else DUMMY_HASH)
     if client is None or not ok or not client.active:
         raise InvalidClient()
     token, ttl = runtime.issuer.issue(client.client_id, client.org_id, client.roles)
-    await runtime.store.write(_audit_token, client.client_id)
+    await runtime.store.write(_audit_token, client.client_id, op="append_audit")
     runtime.metrics.token_issued(client.roles)
     return token, ttl
 

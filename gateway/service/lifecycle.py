@@ -21,6 +21,7 @@ async def sandbox_running(runtime: Runtime, sandbox: SandboxPort | None = None) 
         sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
                           cache_dir=s.state_path / "sandbox-cache")
     sandbox.on_worker_retired = runtime.metrics.worker_restarted
+    sandbox.on_release_timeout = runtime.metrics.sandbox_timeout
     await sandbox.start()
     runtime.sandbox = sandbox
     try:

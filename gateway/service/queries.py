@@ -27,6 +27,7 @@ from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
 from gateway.service.answers import ALPHA, REPLAYED, QueryReply, answer_body, cached_view, result_view
 from gateway.service.supply import current_snapshot_id
+from gateway.settings import Settings
 from gateway.store import idempotency, ledger
 from gateway.store.db import Tx
 
@@ -65,35 +66,63 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
                     request_fingerprint: Callable[[], str] = lambda: "") -> QueryReply:
     started = time.monotonic()
     ctx = await admit(runtime, who, plan, product, idempotency_key)
-    if idempotency_key:
-        replay = await runtime.store.write(idempotency.claim, who.org_id, idempotency_key, request_fingerprint(),
-                                           runtime.settings.idempotency_ttl_hours)
-        if replay is not None:
-            runtime.metrics.release(plan.dataset, "replayed")
-            return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED), ctx.log("replayed", 0))
-    query_id = new_id()
+    state = runtime.owned(ReleaseState)
+    cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
+    fingerprint = request_fingerprint() if idempotency_key else ""
+    # One transaction for a replay or a cache hit: the key's claim and the stored answer together.
+    found = await runtime.store.write(_claim_or_serve, ctx, fingerprint, runtime.settings, cache_key,
+                                      state.releases.get(cache_key), op="lookup_release")
+    if isinstance(found, idempotency.Replay):
+        runtime.metrics.release(plan.dataset, "replayed")
+        return QueryReply(found.status, found.body.encode(), dict(REPLAYED), ctx.log("replayed", 0))
+    if found is not None:
+        body, usage, release = found
+        state.releases.put(cache_key, release)
+        runtime.metrics.release(plan.dataset, "cached")
+        runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
+        return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
+    # A miss: the client's turn comes before anything is reserved, so nothing waits past the
+    # point of no refund but the release itself (R-DP-20).
+    slot = _client_slot(runtime, who.client_id)
     try:
-        cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
-        known = runtime.owned(ReleaseState).releases.get(cache_key)
-        cached = await runtime.store.write(_answer_from_cache, ctx, cache_key, known)
-        if cached is not None:
-            body, usage, release = cached
-            runtime.owned(ReleaseState).releases.put(cache_key, release)
-            runtime.metrics.release(plan.dataset, "cached")
-            runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
-            return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
-        await runtime.store.write(_reserve, ctx, query_id)
+        await slot.acquire()
     except BaseException:
-        if idempotency_key:
-            await runtime.store.write(idempotency.forget, who.org_id, idempotency_key)
+        await _forget_claim(runtime, ctx)
         raise
     try:
-        await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
-    except BaseException:
-        await runtime.store.write(_give_back, ctx, query_id)
-        raise
-    async with _client_slot(runtime, who.client_id):
+        query_id = new_id()
+        try:
+            await runtime.store.write(_reserve, ctx, query_id, op="reserve")
+        except BaseException:
+            await _forget_claim(runtime, ctx)
+            raise
+        try:
+            await runtime.store.write(ledger.mark_executing, query_id, who.org_id, op="mark_executing")
+        except BaseException:
+            await runtime.store.write(_give_back, ctx, query_id, op="return_reservation")
+            raise
         return await _release(runtime, ctx, query_id, started)
+    finally:
+        slot.release()
+
+
+def _claim_or_serve(tx: Tx, ctx: Admitted, fingerprint: str, settings: Settings, cache_key: str,
+                    known: ledger.StoredRelease | None
+                    ) -> idempotency.Replay | tuple[str, ledger.Usage, ledger.StoredRelease] | None:
+    """The Idempotency-Key claimed (or its stored answer to replay), then a stored release for
+    the cache key served and billed; None when the query has to be released."""
+    if ctx.idem_key:
+        replay = idempotency.claim(tx, ctx.who.org_id, ctx.idem_key, fingerprint, settings.idempotency_ttl_hours,
+                                   settings.idempotency_max_keys)
+        if replay is not None:
+            return replay
+    return _answer_from_cache(tx, ctx, cache_key, known)
+
+
+async def _forget_claim(runtime: Runtime, ctx: Admitted) -> None:
+    """A refusal or a cancellation before any reservation: the key may be used again (R-ID-04)."""
+    if ctx.idem_key:
+        await asyncio.shield(runtime.store.write(idempotency.forget, ctx.who.org_id, ctx.idem_key))
 
 
 def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
@@ -128,10 +157,11 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
         sandbox_started = time.monotonic()
         release = await runtime.sandbox.release(ctx.checked)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
-        body, usage = await runtime.store.write(_commit, ctx, query_id, release)
+        body, usage = await runtime.store.write(_commit, ctx, query_id, release, op="commit_release")
     except BaseException as exc:
         failure = ReleaseFailed()
-        await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem())))
+        await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem()),
+                                                 op="fail_release"))
         runtime.metrics.release(dataset, "failed")
         await pad_response(runtime, started)
         if isinstance(exc, asyncio.CancelledError):

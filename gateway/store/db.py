@@ -94,18 +94,21 @@ class Store(abc.ABC):
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="store-read")
         self.observe: Callable[[str, float], None] = lambda op, seconds: None
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._submit(fn, args, write=True)
+    async def write(self, fn: Callable[..., T], *args: Any, op: str = "") -> T:
+        """`fn(tx, *args)` in one write transaction; `op` names it for the store metrics."""
+        return await self._submit(fn, args, write=True, op=op)
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._submit(fn, args, write=False)
+    async def read(self, fn: Callable[..., T], *args: Any, op: str = "") -> T:
+        return await self._submit(fn, args, write=False, op=op)
 
-    async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool) -> T:
+    async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool, op: str) -> T:
+        if not op:  # only operations named by their caller are timed (metrics.STORE_OPERATIONS)
+            return await self._awaitable(fn, args, write)
         started = time.perf_counter()
         try:
             return await self._awaitable(fn, args, write)
         finally:
-            self.observe(getattr(fn, "__name__", "op"), time.perf_counter() - started)
+            self.observe(op, time.perf_counter() - started)
 
     def _awaitable(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._dispatch(fn, args, write))

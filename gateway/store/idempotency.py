@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from gateway.clock import utc_now, utc_text
-from gateway.errors import IdempotencyInProgress, IdempotencyKeyReused
+from gateway.errors import IdempotencyInProgress, IdempotencyKeyReused, RateLimited
 from gateway.store.db import Tx
 
 
@@ -16,8 +17,14 @@ class Replay:
     body: str
 
 
-def claim(tx: Tx, org_id: str, key: str, fingerprint: str, ttl_hours: int) -> Replay | None:
-    """Claim the key for a new request (None), or the stored answer to replay."""
+def claim(tx: Tx, org_id: str, key: str, fingerprint: str, ttl_hours: int, max_keys: int | None = None
+          ) -> Replay | None:
+    """Claim the key for a new request (None), or the stored answer to replay.
+
+    Keys keep whole answers for at least a day, so an organisation holds at most `max_keys` of
+    them: a new key past that is refused (429 until the oldest expires), never an old one
+    dropped early, which would turn a retry into a second charge.
+    """
     now = utc_now()
     tx.execute("DELETE FROM idempotency_keys WHERE org_id = ? AND idem_key = ? AND expires_at <= ?",
                (org_id, key, utc_text(now)))
@@ -26,6 +33,8 @@ def claim(tx: Tx, org_id: str, key: str, fingerprint: str, ttl_hours: int) -> Re
         "VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT (org_id, idem_key) DO NOTHING",
         (org_id, key, fingerprint, utc_text(now), utc_text(now + timedelta(hours=ttl_hours))))
     if inserted == 1:
+        if max_keys is not None:
+            _within_bound(tx, org_id, max_keys, now)
         return None
     row = tx.one("SELECT fingerprint, state, status, body FROM idempotency_keys WHERE org_id = ? AND idem_key = ?",
                  (org_id, key))
@@ -63,5 +72,22 @@ def finish_interrupted(tx: Tx, failure_body: str, lease_cutoff: str) -> int:
     return len(rows)
 
 
-def purge_expired(tx: Tx) -> int:
-    return tx.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (utc_text(utc_now()),))
+def _within_bound(tx: Tx, org_id: str, max_keys: int, now: datetime) -> None:
+    row = tx.one("SELECT COUNT(*), MIN(expires_at) FROM idempotency_keys WHERE org_id = ? AND expires_at > ?",
+                 (org_id, utc_text(now)))
+    if row is not None and int(row[0]) > max_keys:
+        oldest = datetime.fromisoformat(str(row[1]).replace("Z", "+00:00"))
+        wait = max(1, math.ceil((oldest - now).total_seconds()))
+        raise RateLimited(f"Your organisation already holds {max_keys} Idempotency-Keys, the most kept at once; "
+                          "a new one can be taken when the oldest expires.", headers={"Retry-After": str(wait)})
+
+
+PURGE_BATCH = 1000
+
+
+def purge_expired(tx: Tx, batch: int = PURGE_BATCH) -> int:
+    """Delete up to `batch` expired keys (their answers with them); the caller repeats while a
+    whole batch went, so no single transaction holds the writer for long."""
+    return tx.execute(
+        "DELETE FROM idempotency_keys WHERE (org_id, idem_key) IN (SELECT org_id, idem_key FROM idempotency_keys "
+        "WHERE expires_at <= ? LIMIT ?)", (utc_text(utc_now()), batch))
