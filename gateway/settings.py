@@ -65,7 +65,18 @@ class Settings:
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
     rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
     rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)
-    max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client.", minimum=1)
+    max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client (never more than the release "
+                                               "workers less one, so one client cannot hold them all).", minimum=1)
+    preview_workers: int = setting(1, "Worker processes for previews only (no data), so previews never wait for "
+                                      "the workers releases need.", minimum=1)
+    preview_rate_per_second: float = setting(2.0, "Previews per second per client (token bucket).", minimum=0.01)
+    preview_burst: int = setting(10, "Preview bucket size per client.", minimum=1)
+    max_query_terms: int = setting(128, "Most WHERE terms (comparisons, IN, BETWEEN, AND, OR, NOT) one query may "
+                                        "have (422 past it).", minimum=1)
+    max_query_cells: int = setting(4000, "Most noisy aggregates x groups one query may release (422 past it).",
+                                   minimum=1)
+    max_quantile_candidates: int = setting(100000, "Most quantile candidates x groups, summed over a query's "
+                                                   "quantiles and medians (422 past it).", minimum=1)
     metrics_host: str = setting("127.0.0.1", "Address of the optional separate metrics listener.")
     metrics_port: int = setting(0, "Port of a separate /metrics listener without auth; 0 disables it.", minimum=0)
     shutdown_grace_seconds: float = setting(20.0, "Time in-flight requests get to finish on SIGTERM.", minimum=0)

@@ -17,7 +17,7 @@ from gateway.core.sql import parse_sql
 from gateway.errors import InvalidRequest, NotFound
 from gateway.http.body import json_object, only_fields
 from gateway.http.keys import DATASET, RELEASE_LOG, RUNTIME
-from gateway.http.ratelimit import enforce_dataset_rate
+from gateway.http.ratelimit import enforce_dataset_rate, enforce_preview_rate
 from gateway.http.routing import Route, principal, route
 from gateway.service import ledger_views, receipts
 from gateway.service.admission import refusals_recorded, request_fingerprint
@@ -105,8 +105,16 @@ async def post_query(request: web.Request) -> web.Response:
 async def post_preview(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = await json_object(request, max_bytes=runtime.settings.max_body_bytes)
-    plan = plan_from_body(body, runtime.settings.max_sql_chars)
-    return web.json_response(await preview(runtime, principal(request), plan))
+    who = principal(request)
+    dataset = body.get("dataset") if isinstance(body.get("dataset"), str) else None
+    try:
+        plan = plan_from_body(body, runtime.settings.max_sql_chars)
+        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
+        figures = await preview(runtime, who, plan, throttle=lambda: enforce_preview_rate(request, who))
+    except GatewayError as exc:
+        await record_refusal(runtime, who, dataset if dataset in runtime.registry.policies else None, exc)
+        raise
+    return web.json_response(figures)
 
 
 @route("GET", "/v1/budget", {"requester"})

@@ -27,6 +27,7 @@ from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
 from gateway.service.answers import ALPHA, REPLAYED, QueryReply, answer_body, cached_view, result_view
 from gateway.service.supply import current_snapshot_id
+from gateway.settings import Settings
 from gateway.store import idempotency, ledger
 from gateway.store.db import Tx
 
@@ -72,6 +73,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             runtime.metrics.release(plan.dataset, "replayed")
             return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED), ctx.log("replayed", 0))
     query_id = new_id()
+    slot = _client_slot(runtime, who.client_id)
     try:
         cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
         known = runtime.owned(ReleaseState).releases.get(cache_key)
@@ -82,27 +84,40 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             runtime.metrics.release(plan.dataset, "cached")
             runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
             return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
-        await runtime.store.write(_reserve, ctx, query_id)
+        # A release waits for its client's turn here, before anything is reserved: nothing
+        # charged while it waits, and nothing past the point of no refund waits on other work.
+        await slot.acquire()
+        try:
+            await runtime.store.write(_reserve, ctx, query_id)
+        except BaseException:
+            slot.release()
+            raise
     except BaseException:
         if idempotency_key:
             await runtime.store.write(idempotency.forget, who.org_id, idempotency_key)
         raise
     try:
-        await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
-    except BaseException:
-        await runtime.store.write(_give_back, ctx, query_id)
-        raise
-    async with _client_slot(runtime, who.client_id):
+        try:
+            await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
+        except BaseException:
+            await runtime.store.write(_give_back, ctx, query_id)
+            raise
         return await _release(runtime, ctx, query_id, started)
+    finally:
+        slot.release()
+
+
+def client_release_limit(settings: Settings) -> int:
+    """Releases one client may have reserved or running at once (R-RL-01): the setting, but
+    never every release worker while there are two or more, so one client cannot hold them all."""
+    return max(1, min(settings.max_in_flight_per_client, settings.sandbox_workers - 1))
 
 
 def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
-    """At most max_in_flight_per_client releases at once per client; the rest wait their turn
-    (R-RL-01), so one client cannot occupy every sandbox worker."""
     slots = runtime.owned(ReleaseState).client_slots
     slot = slots.get(client_id)
     if slot is None:
-        slot = slots[client_id] = asyncio.Semaphore(runtime.settings.max_in_flight_per_client)
+        slot = slots[client_id] = asyncio.Semaphore(client_release_limit(runtime.settings))
     return slot
 
 
@@ -126,7 +141,7 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
     dataset = ctx.plan.dataset
     try:
         sandbox_started = time.monotonic()
-        release = await runtime.sandbox.release(ctx.checked)
+        release = await runtime.sandbox.release(ctx.checked, org=ctx.who.org_id)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
         body, usage = await runtime.store.write(_commit, ctx, query_id, release)
     except BaseException as exc:
@@ -212,13 +227,25 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
 
 
 
-async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None) -> dict[str, Any]:
-    """Cost, accuracy and price of a query without reading a row or spending anything."""
+async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None, *,
+                  throttle: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Cost, accuracy and price of a query without reading a row or spending anything.
+
+    Free, but not a free side channel (R-DP-19): `throttle` (the caller's preview rate limit)
+    runs once the question is admitted, the preview waits its organisation's turn on the
+    preview workers, and the answer leaves on the same time quantum as a release.
+    """
+    started = time.monotonic()
     ctx = await admit(runtime, who, plan, product, None)
+    throttle()
     assert runtime.sandbox is not None
-    figures = await runtime.sandbox.preview(ctx.checked, ALPHA)
-    grant_account = ctx.accounts[0].name
-    usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
+    try:
+        figures = await runtime.sandbox.preview(ctx.checked, ALPHA, org=who.org_id)
+        grant_account = ctx.accounts[0].name
+        usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
+    finally:
+        await pad_response(runtime, started)
+    runtime.metrics.preview(plan.dataset)
     cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
     price = ctx.usage(cached=False)
     return {
