@@ -63,9 +63,11 @@ def build_definition(policy: DatasetPolicy, body: dict[str, Any], max_sql_chars:
     }
 
 
-def _definition(runtime: Runtime, dataset: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+async def _definition(runtime: Runtime, dataset: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     policy = runtime.registry.usable(dataset)
-    return build_definition(policy, body, runtime.settings.max_sql_chars), policy.version
+    # Parsing a draft's SQL (up to max_sql_chars) is tens of milliseconds: off the event loop.
+    definition = await asyncio.to_thread(build_definition, policy, body, runtime.settings.max_sql_chars)
+    return definition, policy.version
 
 
 def seed_published(tx: Tx, product_id: str, merchant_org: str, dataset: str, definition: dict[str, Any],
@@ -124,7 +126,7 @@ async def draft(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[
         raise InvalidRequest(f"id must match {PRODUCT_ID.pattern}")
     if not isinstance(dataset, str):
         raise InvalidRequest("dataset must be a string")
-    definition, policy_version = _definition(runtime, dataset, body)
+    definition, policy_version = await _definition(runtime, dataset, body)
     v = await runtime.store.write(store_products.create_product, product_id, who.org_id, dataset, definition,
                                   policy_version, who.client_id)
     product = await runtime.store.read(store_products.get_product, product_id)
@@ -140,7 +142,7 @@ async def owned_product(runtime: Runtime, who: Principal, product_id: str) -> st
 
 async def new_version(runtime: Runtime, who: Principal, product_id: str, body: dict[str, Any]) -> dict[str, Any]:
     product = await owned_product(runtime, who, product_id)
-    definition, policy_version = _definition(runtime, product.dataset, body)
+    definition, policy_version = await _definition(runtime, product.dataset, body)
     v = await runtime.store.write(store_products.add_version, product, definition, policy_version, who.client_id)
     return version_view(product, v)
 
