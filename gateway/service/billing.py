@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now
 from gateway.core.billing import (
-    CreditItem,
     Invoice,
     InvoiceLine,
     build_invoice,
@@ -30,7 +28,6 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
 from gateway.store import invoices as store_invoices
-from gateway.store import products as store_products
 from gateway.store.db import Store, Tx
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -133,34 +130,6 @@ async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str,
         doc["statements"] = {who.org_id: mine}
     doc["statements"] = [doc["statements"][p] for p in sorted(doc["statements"])]
     return doc
-
-
-async def issue_credit(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """A correction for a closed period, credited on the invoice of the period now open."""
-    org_id, dataset, product_id = body.get("org_id"), body.get("dataset"), body.get("product_id")
-    amount, reason = body.get("amount_minor"), body.get("reason")
-    refers = check_period(str(body.get("refers_to_period", "")))
-    if not isinstance(org_id, str) or not isinstance(dataset, str):
-        raise InvalidRequest("org_id and dataset must be strings")
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= 10**12:
-        raise InvalidRequest("amount_minor must be a positive whole number of minor units")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-        raise InvalidRequest("reason must be text of 1 to 500 characters")
-    if refers >= current_period(runtime.settings):
-        raise InvalidRequest("a credit note corrects a closed period, before the current one")
-    policy = runtime.registry.get(dataset)
-    merchant = None
-    if product_id is not None:
-        product = await runtime.store.read(store_products.get_product, str(product_id))
-        if product is None or product.dataset != dataset:
-            raise NotFound("no such product on that dataset")
-        merchant = product.merchant_org
-    note = CreditItem("cn-" + uuid.uuid4().hex[:16], org_id, dataset, product_id, refers, amount,
-                      policy.pricing.currency, policy.version, merchant, reason.strip())
-    created = await runtime.store.write(store_invoices.issue_credit, note, who.client_id)
-    return {"id": note.credit_id, "org_id": org_id, "dataset": dataset, "product_id": product_id,
-            "refers_to_period": refers, "amount_minor": amount, "currency": note.currency,
-            "reason": note.reason, "created_at": created, "invoice_period": current_period(runtime.settings)}
 
 
 # ---------------------------------------------------------------- the CLI's entry

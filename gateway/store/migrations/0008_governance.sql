@@ -20,8 +20,3 @@ CREATE TABLE credit_allocations (
     PRIMARY KEY (credit_id, usage_id)
 );
 CREATE INDEX credit_allocations_by_usage ON credit_allocations (usage_id);
-
--- Issuing a credit note is idempotent under the bureau's Idempotency-Key.
-ALTER TABLE credit_notes ADD COLUMN idem_key TEXT;
-ALTER TABLE credit_notes ADD COLUMN idem_fingerprint TEXT;
-CREATE UNIQUE INDEX credit_notes_by_idem_key ON credit_notes (idem_key);
