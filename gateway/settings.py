@@ -77,6 +77,8 @@ class Settings:
                                    minimum=1)
     max_quantile_candidates: int = setting(100000, "Most quantile candidates x groups, summed over a query's "
                                                    "quantiles and medians (422 past it).", minimum=1)
+    release_cache_mb: int = setting(64, "Memory for stored releases kept per replica (answered again without a "
+                                        "read).", minimum=1)
     metrics_host: str = setting("127.0.0.1", "Address of the optional separate metrics listener.")
     metrics_port: int = setting(0, "Port of a separate /metrics listener without auth; 0 disables it.", minimum=0)
     shutdown_grace_seconds: float = setting(20.0, "Time in-flight requests get to finish on SIGTERM.", minimum=0)

@@ -25,7 +25,7 @@ from gateway.ids import new_id
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
-from gateway.service.answers import ALPHA, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.answers import ALPHA, MAX_VIEWS, REPLAYED, QueryReply, answer_body, cached_view, result_view
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
 from gateway.store import idempotency, ledger
@@ -37,8 +37,20 @@ class ReleaseState:
     served without a read), and one semaphore per client bounding its releases in flight."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.releases: Cache[str, ledger.StoredRelease] = Cache(4096)
+        self.releases = release_cache(runtime.settings)
         self.client_slots: dict[str, asyncio.Semaphore] = {}
+
+
+def release_cache(settings: Settings) -> Cache[str, ledger.StoredRelease]:
+    """Stored releases by cache key, bounded by count and by `release_cache_mb` of memory."""
+    return Cache(4096, weigh=release_bytes, max_weight=settings.release_cache_mb * 2**20)
+
+
+def release_bytes(release: ledger.StoredRelease) -> int:
+    """A bound on what a kept release holds: its rows and accuracy, and the renderings of it
+    (`answers.cached_view`) kept beside it. Weighed once, when it enters the cache."""
+    result = len(json.dumps(release.result, ensure_ascii=False))
+    return 512 + len(json.dumps(release.accuracy)) + result * (1 + MAX_VIEWS)
 
 
 
@@ -80,7 +92,8 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
         cached = await runtime.store.write(_answer_from_cache, ctx, cache_key, known)
         if cached is not None:
             body, usage, release = cached
-            runtime.owned(ReleaseState).releases.put(cache_key, release)
+            if known is None:  # already kept otherwise (the get moved it to the front)
+                runtime.owned(ReleaseState).releases.put(cache_key, release)
             runtime.metrics.release(plan.dataset, "cached")
             runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
             return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
