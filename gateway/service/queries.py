@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.auth.tokens import Principal
@@ -19,6 +19,7 @@ from gateway.core.accuracy import stored_accuracy
 from gateway.core.budget import budget_line, nano_to_float
 from gateway.core.canonical import canonical_hash
 from gateway.core.plan import Plan
+from gateway.core.policy import DatasetPolicy
 from gateway.dp.outcome import Release
 from gateway.errors import ReleaseFailed
 from gateway.ids import new_id
@@ -26,6 +27,7 @@ from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
 from gateway.service.answers import ALPHA, MAX_VIEWS, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.prices import price_at_commit
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
 from gateway.store import idempotency, ledger
@@ -89,7 +91,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
     try:
         cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
         known = runtime.owned(ReleaseState).releases.get(cache_key)
-        cached = await runtime.store.write(_answer_from_cache, ctx, cache_key, known)
+        cached = await runtime.store.write(_answer_from_cache, ctx, cache_key, known, runtime.registry.policies)
         if cached is not None:
             body, usage, release = cached
             if known is None:  # already kept otherwise (the get moved it to the front)
@@ -156,7 +158,7 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
         sandbox_started = time.monotonic()
         release = await runtime.sandbox.release(ctx.checked, org=ctx.who.org_id)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
-        body, usage = await runtime.store.write(_commit, ctx, query_id, release)
+        body, usage = await runtime.store.write(_commit, ctx, query_id, release, runtime.registry.policies)
     except BaseException as exc:
         failure = ReleaseFailed()
         await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem())))
@@ -190,11 +192,12 @@ async def pad_response(runtime: Runtime, started: float) -> None:
         await asyncio.sleep(target - elapsed)
 
 
-def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str, ledger.Usage]:
+def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release,
+            known: Mapping[str, DatasetPolicy]) -> tuple[str, ledger.Usage]:
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
     accuracy = stored_accuracy(release.accuracy, release.row_accuracy)
     release_hash = canonical_hash(result)
-    usage = _priced(tx, ctx, cached=False)
+    usage = _priced(tx, ctx, known, cached=False)
     commit = ledger.Commit(
         query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,
         dataset=ctx.plan.dataset, product_id=ctx.product.product_id if ctx.product else None,
@@ -209,18 +212,19 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str
     return body, usage
 
 
-def _priced(tx: Tx, ctx: Admitted, *, cached: bool) -> ledger.Usage:
-    """The policy's free calls per period come first; then the price list."""
-    usage = ctx.usage(cached)
-    free = ctx.policy.pricing.free_calls_per_period if ctx.product is None else 0
+def _priced(tx: Tx, ctx: Admitted, known: Mapping[str, DatasetPolicy], *, cached: bool) -> ledger.Usage:
+    """The policy's free calls per period come first; then the price list in force now (R-BI-05)."""
+    usage, pricing = price_at_commit(tx, ctx, cached, known)
+    free = pricing.free_calls_per_period if pricing is not None else 0
     if free and ledger.billable_calls(tx, ctx.who.org_id, ctx.plan.dataset, ctx.period) < free:
         return ledger.Usage(usage.usage_id, 0, usage.currency, usage.price_version)
     return usage
 
 
-def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.StoredRelease | None
+def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.StoredRelease | None,
+                       policies: Mapping[str, DatasetPolicy]
                        ) -> tuple[str, ledger.Usage, ledger.StoredRelease] | None:
-    usage = _priced(tx, ctx, cached=True)
+    usage = _priced(tx, ctx, policies, cached=True)
     found = ledger.serve_cached(tx, cache_key, ctx.who.org_id, ctx.who.client_id, usage,
                                 ctx.period, ctx.product.product_id if ctx.product else None, known)
     if found is None:
