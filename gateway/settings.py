@@ -87,6 +87,8 @@ class Settings:
     replica_id: str = setting("", "Name of this replica in logs; empty means host:port.")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     currency: str = setting("CNY", "Currency of prices and invoices (ISO 4217).")
+    revenue_refresh_seconds: float = setting(10.0, "How old the open month's revenue statements may be: built at "
+                                                   "most once per this many seconds per replica.", minimum=0.1)
     console_idle_seconds: int = setting(1800, "A console session unused this long ends.", minimum=1)
     console_session_seconds: int = setting(43200, "A console session ends this long after sign-in, used or not.",
                                            minimum=1)

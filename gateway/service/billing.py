@@ -7,13 +7,14 @@ served from the stored bytes from then on, so a closed invoice never changes (R-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.auth.tokens import Principal
-from gateway.clock import utc_now
+from gateway.clock import utc_now, utc_now_text
 from gateway.core.billing import (
     Invoice,
     InvoiceLine,
@@ -25,6 +26,7 @@ from gateway.core.billing import (
 )
 from gateway.core.budget import period_of
 from gateway.errors import InvalidRequest, NotFound
+from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
 from gateway.store import invoices as store_invoices
@@ -118,17 +120,42 @@ async def invoice(runtime: Runtime, org_id: str, period: str) -> bytes:
     return await runtime.store.read(billing.invoice_tx, org_id, period)
 
 
-async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str, Any]:
-    """The bureau sees every party; a source department or merchant its own statement only."""
-    await _ready(runtime, period)
+class OpenStatements:
+    """The open month's statements, built from every organisation's open usage at most once per
+    `revenue_refresh_seconds` on this replica, by one request while the others wait for it: a
+    department asking again and again no longer rebuilds them on the store's reader threads."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.built: Cache[str, dict[str, Any]] = Cache(2, ttl=runtime.settings.revenue_refresh_seconds)
+        self.building = asyncio.Lock()
+
+
+async def _statements_of(runtime: Runtime, period: str) -> dict[str, Any]:
     billing = _billing(runtime)
-    doc: dict[str, Any] = await runtime.store.read(billing.statements_tx, period)
+    if period != current_period(runtime.settings):
+        found: dict[str, Any] = await runtime.store.read(billing.statements_tx, period)
+        return found
+    state = runtime.owned(OpenStatements)
+    async with state.building:
+        doc = state.built.get(period)
+        if doc is None:
+            doc = await runtime.store.read(billing.statements_tx, period)
+            doc["as_of"] = utc_now_text()
+            state.built.put(period, doc)
+    return doc
+
+
+async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str, Any]:
+    """The bureau sees every party; a source department or merchant its own statement only.
+    The open month's are as of `as_of` (at most `revenue_refresh_seconds` old)."""
+    await _ready(runtime, period)
+    doc = dict(await _statements_of(runtime, period))  # the cached document is shared: copied
+    parties: dict[str, Any] = doc["statements"]
     if not who.has("bureau"):
-        mine = doc["statements"].get(who.org_id) or statement_document(
-            who.org_id, period, doc["status"], doc["currency"], ())
+        mine = parties.get(who.org_id) or statement_document(who.org_id, period, doc["status"], doc["currency"], ())
         doc = {k: v for k, v in doc.items() if k not in ("statements", "invoices_total_minor")}
-        doc["statements"] = {who.org_id: mine}
-    doc["statements"] = [doc["statements"][p] for p in sorted(doc["statements"])]
+        parties = {who.org_id: mine}
+    doc["statements"] = [parties[p] for p in sorted(parties)]
     return doc
 
 
