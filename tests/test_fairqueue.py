@@ -47,6 +47,27 @@ async def test_owners_take_turns_and_keep_their_own_order() -> None:
     assert order == ["a", "b", "c", "a", "b", "a"], order
 
 
+async def test_an_owner_served_directly_is_behind_a_newcomer() -> None:
+    """The flood took the free worker without waiting; its next ask still queues behind the victim."""
+    queue: FairQueue[str] = FairQueue()
+    queue.put("worker")
+    running = await queue.get("flood")
+    order: list[str] = []
+
+    async def ask(owner: str) -> None:
+        worker = await queue.get(owner)
+        order.append(owner)
+        queue.put(worker)
+
+    flood = asyncio.ensure_future(ask("flood"))
+    await asyncio.sleep(0)
+    victim = asyncio.ensure_future(ask("victim"))
+    await asyncio.sleep(0)
+    queue.put(running)
+    await asyncio.gather(flood, victim)
+    assert order == ["victim", "flood"]
+
+
 async def test_a_caller_that_gives_up_loses_its_turn_not_the_worker() -> None:
     queue: FairQueue[str] = FairQueue()
     queue.put("worker")
