@@ -10,8 +10,10 @@
     ├── MethodNotAllowed              405 method_not_allowed
     ├── Conflict                      409 conflict
     │   ├── IdempotencyInProgress     409 idempotency_in_progress
-    │   └── DatasetSuspended          409 dataset_suspended
+    │   ├── DatasetSuspended          409 dataset_suspended
+    │   └── ProductSuspended          409 product_suspended
     ├── DatasetWithdrawn              410 dataset_withdrawn
+    ├── ProductRetired                410 product_retired
     ├── PayloadTooLarge               413 payload_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── Unprocessable                 422 unprocessable
@@ -123,8 +125,16 @@ class DatasetSuspended(Conflict):
     code, title = "dataset_suspended", "Dataset suspended"
 
 
+class ProductSuspended(Conflict):
+    code, title = "product_suspended", "Product suspended"
+
+
 class DatasetWithdrawn(GatewayError):
     status, code, title = 410, "dataset_withdrawn", "Dataset withdrawn"
+
+
+class ProductRetired(GatewayError):
+    status, code, title = 410, "product_retired", "Product retired"
 
 
 class PayloadTooLarge(GatewayError):

@@ -109,6 +109,7 @@ class Metrics:
         self._releases = c("releases_total", "DP answers by outcome.", ("dataset", "outcome"))
         self._refusals = c("refusals_total", "Requests refused, by reason.", ("dataset", "reason"))
         self._epsilon = c("epsilon_charged_total", "Privacy loss (epsilon) charged.", ("dataset",))
+        self._previews = c("previews_total", "Previews answered (free, but metered).", ("dataset",))
         self._cache_hits = c("cache_hits_total", "Answers served from the release cache.",
                              ("dataset",))
         self._sandbox_seconds = h("sandbox_seconds", "Sandbox time of a release, rounded up to "
@@ -155,7 +156,7 @@ class Metrics:
             self._releases.labels(dataset, outcome)
         for reason in REFUSAL_REASONS:
             self._refusals.labels(dataset, reason)
-        for family in (self._epsilon, self._cache_hits, self._sandbox_seconds, self._global_budget,
+        for family in (self._epsilon, self._previews, self._cache_hits, self._sandbox_seconds, self._global_budget,
                        self._available, self._source_failures):
             family.labels(dataset)
         self._billed.labels(dataset, currency or self._currency)
@@ -197,6 +198,9 @@ class Metrics:
     def refusal(self, dataset: str | None, reason: str) -> None:
         reason = _require(reason, REFUSAL_REASONS, "refusal reason")
         self._refusals.labels(self._dataset(dataset), reason).inc()
+
+    def preview(self, dataset: str) -> None:
+        self._child(self._previews, self._dataset(dataset)).inc()
 
     def charged(self, dataset: str, epsilon: float) -> None:
         if epsilon < 0:

@@ -71,7 +71,20 @@ class Settings:
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
     rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
     rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)
-    max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client.", minimum=1)
+    max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client (never more than the release "
+                                               "workers less one, so one client cannot hold them all).", minimum=1)
+    preview_workers: int = setting(1, "Worker processes for previews only (no data), so previews never wait for "
+                                      "the workers releases need.", minimum=1)
+    preview_rate_per_second: float = setting(2.0, "Previews per second per client (token bucket).", minimum=0.01)
+    preview_burst: int = setting(10, "Preview bucket size per client.", minimum=1)
+    max_query_terms: int = setting(128, "Most WHERE terms (comparisons, IN, BETWEEN, AND, OR, NOT) one query may "
+                                        "have (422 past it).", minimum=1)
+    max_query_cells: int = setting(4000, "Most noisy aggregates x groups one query may release (422 past it).",
+                                   minimum=1)
+    max_quantile_candidates: int = setting(100000, "Most quantile candidates x groups, summed over a query's "
+                                                   "quantiles and medians (422 past it).", minimum=1)
+    release_cache_mb: int = setting(64, "Memory for stored releases kept per replica (answered again without a "
+                                        "read).", minimum=1)
     token_failures_per_client: int = setting(
         10, "Failed token requests a client id may make in a row before 429 (R-AU-11).", minimum=1)
     token_failures_per_address: int = setting(
@@ -89,6 +102,8 @@ class Settings:
     replica_id: str = setting("", "Name of this replica in logs; empty means host:port.")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     currency: str = setting("CNY", "Currency of prices and invoices (ISO 4217).")
+    revenue_refresh_seconds: float = setting(10.0, "How old the open month's revenue statements may be: built at "
+                                                   "most once per this many seconds per replica.", minimum=0.1)
     console_idle_seconds: int = setting(1800, "A console session unused this long ends.", minimum=1)
     console_session_seconds: int = setting(43200, "A console session ends this long after sign-in, used or not.",
                                            minimum=1)

@@ -31,8 +31,8 @@ from gateway.policyfiles import load_policies, shipped_policies_dir
 from gateway.service.billing import Billing, current_period
 from gateway.settings import Settings
 from gateway.store import audit, identity
+from gateway.store import credits as store_credits
 from gateway.store import datasets as store_datasets
-from gateway.store import invoices as store_invoices
 from gateway.store.db import Store, Tx
 from tests.store_support import open_test_store
 
@@ -210,7 +210,7 @@ def test_closed_periods_keep_their_bytes_and_late_usage_moves_on(store: Store) -
     # A release that committed with a time inside p2 after p2 closed, and a credit for p1.
     store.run_sync(_add_usage, "late-0", "bank", p2, 500, policy.version)
     note = CreditItem("cn-1", "bank", "residents", None, p1, 200, "CNY", policy.version, None, "refund")
-    store.run_sync(store_invoices.issue_credit, note, "test")
+    store.run_sync(store_credits.issue, note, {}, "test")
     assert {p: read(billing.invoice_tx, "bank", p) for p in (p1, p2)} == first
     current = json.loads(read(billing.invoice_tx, "bank", now))
     assert current["status"] == "open"

@@ -40,7 +40,7 @@ async def sandbox(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 async def wait_for_workers(box: Sandbox, count: int = 1) -> None:
     for _ in range(600):
-        if box._idle.qsize() >= count:
+        if box.idle_workers() >= count:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("no replacement worker")

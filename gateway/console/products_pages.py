@@ -155,7 +155,7 @@ async def invoke(request: web.Request) -> web.Response:
     dataset = None
     try:
         params, key = _params(fields), _run_key(fields.get("run_key"))
-        found, version = await products.published_product(runtime, product_id)
+        found, version = await products.product_on_sale(runtime, product_id)
         dataset = found.dataset
         params = params or products.template_of(found, version).example_values()
         enforce_dataset_rate(request, who, runtime.registry.get(found.dataset))

@@ -173,14 +173,16 @@ def invoice_json(invoice: Invoice) -> bytes:
 
 
 def invoice_csv(invoice: Mapping[str, Any]) -> bytes:
-    """An invoice document (as from `invoice_json`) as RFC 4180 CSV, with a closing total row."""
+    """An invoice document (as from `invoice_json`) as RFC 4180 CSV, with a closing total row per currency."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for line in invoice["lines"]:
         writer.writerow([_csv_cell(line.get(col)) for col in CSV_COLUMNS])
-    total = ["total", "", "", "", "", "", "", "", "", invoice["total_minor"], invoice["currency"], ""]
-    writer.writerow([_csv_cell(v) for v in total])
+    # One closing row per currency: a product priced in another currency keeps its own total.
+    totals = invoice.get("totals") or {invoice["currency"]: invoice["total_minor"]}
+    for currency, amount in sorted(totals.items(), key=lambda kv: (kv[0] != invoice["currency"], kv[0])):
+        writer.writerow([_csv_cell(v) for v in ("total", "", "", "", "", "", "", "", "", amount, currency, "")])
     return out.getvalue().encode()
 
 

@@ -6,8 +6,9 @@ import resource
 
 # Messages (parent -> worker), each answered by exactly one reply:
 #   ("load", policy, source_path, snapshot_id)  -> ("ok", None) | ("invalid", reason)
-#   ("release", checked, alpha)                  -> ("ok", Release) | ("failed", None)
-#   ("preview", checked, alpha)                  -> ("ok", dict) | ("failed", None)
+#   ("release", checked, alpha, scope)           -> ("ok", Release) | ("failed", None)
+#   ("preview", checked, alpha, scope)           -> ("ok", dict) | ("failed", None)
+# `scope` is the caller's organisation: compiled plans are reused within it only.
 #   ("stop",)                                    -> no reply; the process exits
 READY, OK, INVALID, FAILED = "ready", "ok", "invalid", "failed"
 

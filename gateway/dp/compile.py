@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -157,11 +158,15 @@ class _LRU(OrderedDict[str, Compiled]):
 
 
 _compiled = _LRU()
+# Whose history the cache may reuse: the worker sets the caller's organisation per message, so a
+# plan another organisation compiled is built afresh, and no latency shows it was asked (R-DP-19).
+CACHE_SCOPE: ContextVar[str] = ContextVar("cache_scope", default="")
 
 
 def compile_plan(checked: CheckedPlan) -> Compiled:
-    """The calibrated measurement of a checked plan; cached per plan, policy version and split."""
-    key = "|".join((checked.policy.version, checked.fingerprint(), checked.keys,
+    """The calibrated measurement of a checked plan; cached per caller's organisation
+    (`CACHE_SCOPE`), plan, policy version and split."""
+    key = "|".join((CACHE_SCOPE.get(), checked.policy.version, checked.fingerprint(), checked.keys,
                     ",".join(map(str, checked.epsilon_split))))
     if key in _compiled:
         _compiled.move_to_end(key)

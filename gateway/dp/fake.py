@@ -49,7 +49,7 @@ class FakeSandbox:
         self.calls.append(("load", dataset))
         self.loaded[dataset] = snapshot_id
 
-    async def release(self, checked: CheckedPlan, alpha: float = 0.05) -> Release:
+    async def release(self, checked: CheckedPlan, alpha: float = 0.05, org: str = "") -> Release:
         dataset = checked.policy.dataset
         self.calls.append(("release", dataset))
         if dataset not in self.loaded:
@@ -61,7 +61,7 @@ class FakeSandbox:
         return Release((*keys, *(a.label for a in aggregates)), rows, self.loaded[dataset],
                        {a.label: None for a in aggregates}, alpha)
 
-    async def preview(self, checked: CheckedPlan, alpha: float = 0.05) -> dict[str, Any]:
+    async def preview(self, checked: CheckedPlan, alpha: float = 0.05, org: str = "") -> dict[str, Any]:
         self.calls.append(("preview", checked.policy.dataset))
         return {"epsilon": float(from_nano(checked.epsilon_nano)), "delta": float(checked.plan.delta),
                 "accuracy": {"alpha": alpha, "columns": {o.name: None for o in checked.plan.select

@@ -8,6 +8,12 @@ generic `ReleaseFailed` (R-DP-11, R-RL-04). A snapshot is prepared once, in a sh
 process (so no worker keeps the memory of reading it); each
 worker swaps to it before its next query on that dataset, and a replacement worker starts
 empty and loads what it needs the same way.
+
+Two lanes of workers (issue 19 point 1, issue 11 point 5): releases run on the workers that
+hold the data; previews, which read no data, on workers of their own, so a flood of free
+previews never holds a worker a release needs. In each lane a free worker goes to the waiting
+organisations in turn (`FairQueue`), not to whoever queued most; and a worker reuses compiled
+plans only for the organisation that compiled them (the `scope` of each message).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from gateway.core.checks import CheckedPlan
 from gateway.core.policy import DatasetPolicy
 from gateway.dp import childproc
 from gateway.dp import worker as worker_main
+from gateway.dp.fairqueue import FairQueue
 from gateway.dp.outcome import Release, SnapshotInvalid
 from gateway.dp.snapshot import prepare_main, storage_fingerprint
 from gateway.errors import ReleaseFailed, Unavailable
@@ -38,6 +45,7 @@ _START_TIMEOUT = 180.0
 _WATCH_SECONDS = 0.02
 _REPLACE_ATTEMPTS = 5
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+RELEASES, PREVIEWS = "release", "preview"
 
 
 class _WorkerGone(Exception):
@@ -58,8 +66,8 @@ class _Loaded:
 class _Worker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, process: Any, conn: Connection) -> None:
-        self.process, self.conn = process, conn
+    def __init__(self, process: Any, conn: Connection, lane: str = RELEASES) -> None:
+        self.process, self.conn, self.lane = process, conn, lane
         self.held: dict[str, _Loaded] = {}  # what the worker holds, per dataset
 
     @property
@@ -120,14 +128,17 @@ class Sandbox:
     """Worker processes that keep each dataset's snapshot ready and draw every DP answer."""
 
     def __init__(self, workers: int, timeout_seconds: float, memory_mb: int,
-                 cache_dir: Path | None = None) -> None:
-        if workers < 1:
+                 cache_dir: Path | None = None, preview_workers: int = 0) -> None:
+        """`workers` hold the data and run releases; `preview_workers` (0: none, previews then
+        share the release workers) compile previews only."""
+        if workers < 1 or preview_workers < 0:
             raise ValueError("a sandbox needs at least one worker")
-        self.size, self.timeout, self.memory_mb = workers, timeout_seconds, memory_mb
+        self.size, self.preview_size = workers, preview_workers
+        self.timeout, self.memory_mb = timeout_seconds, memory_mb
         self._own_cache = cache_dir is None
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="gateway-snapshots-"))
         self._context = multiprocessing.get_context("spawn")
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._lanes: dict[str, FairQueue[_Worker]] = {RELEASES: FairQueue(), PREVIEWS: FairQueue()}
         self._workers: set[_Worker] = set()
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = asyncio.Lock()
@@ -139,9 +150,10 @@ class Sandbox:
 
     async def start(self) -> None:
         """Start the workers; each refuses to start with unsafe OpenDP features (R-DP-01)."""
-        started = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        lanes = [RELEASES] * self.size + [PREVIEWS] * self.preview_size
+        started = await asyncio.gather(*(self._spawn(lane) for lane in lanes))
         for w in started:
-            self._idle.put_nowait(w)
+            self._lanes[w.lane].put(w)
 
     async def close(self) -> None:
         for w in list(self._workers):
@@ -160,6 +172,9 @@ class Sandbox:
         loaded = self._loaded.get(dataset)
         return loaded.snapshot_id if loaded else None
 
+    def idle_workers(self, lane: str = RELEASES) -> int:
+        return self._lanes[lane].idle()
+
     def worker_memory_mb(self) -> list[float]:
         """Anonymous memory of each worker, for the benchmark and ops."""
         return [w.anon_memory_mb() for w in self._workers]
@@ -177,11 +192,12 @@ class Sandbox:
             await self._prepare(loaded)
             self._loaded[dataset] = loaded
 
-    async def release(self, checked: CheckedPlan, alpha: float = 0.05) -> Release:
-        """Draw one DP answer. After the call starts, any failure is the generic ReleaseFailed."""
+    async def release(self, checked: CheckedPlan, alpha: float = 0.05, org: str = "") -> Release:
+        """Draw one DP answer for organisation `org` (its turn among those waiting). After the
+        call starts, any failure is the generic ReleaseFailed."""
         self._require_loaded(checked)
         try:
-            outcome, value = await self._run(("release", checked, alpha))
+            outcome, value = await self._run(("release", checked, alpha, org), org, RELEASES)
         except _WorkerGone as gone:
             if gone.timed_out:
                 self.on_release_timeout()
@@ -190,11 +206,12 @@ class Sandbox:
             raise ReleaseFailed()
         return cast(Release, value)
 
-    async def preview(self, checked: CheckedPlan, alpha: float = 0.05) -> dict[str, Any]:
+    async def preview(self, checked: CheckedPlan, alpha: float = 0.05, org: str = "") -> dict[str, Any]:
         """Cost and accuracy of a checked plan (compile.preview_figures), computed in a worker
-        so that the server needs no OpenDP; no data is read."""
+        so that the server needs no OpenDP; no data is read. On the preview workers if any."""
+        lane = PREVIEWS if self.preview_size else RELEASES
         try:
-            outcome, value = await self._run(("preview", checked, alpha))
+            outcome, value = await self._run(("preview", checked, alpha, org), org, lane)
         except _WorkerGone:
             outcome, value = childproc.FAILED, None
         if outcome != childproc.OK:
@@ -206,18 +223,22 @@ class Sandbox:
         if loaded is None or storage_fingerprint(loaded.policy) != storage_fingerprint(checked.policy):
             raise Unavailable("The dataset is not ready; try again shortly.")
 
-    async def _run(self, message: tuple[Any, ...]) -> tuple[str, Any]:
-        w = await self._idle.get()
+    async def _run(self, message: tuple[Any, ...], owner: str, lane: str) -> tuple[str, Any]:
+        w = await self._lanes[lane].get(owner)
         try:
             loaded = self._loaded.get(message[1].policy.dataset)
-            if loaded is not None and w.held.get(loaded.policy.dataset) != loaded:
+            if lane == RELEASES and loaded is not None and w.held.get(loaded.policy.dataset) != loaded:
                 await self._load_into(w, loaded)
             result = await w.call(message, self.timeout, self.memory_mb)
         except (_WorkerGone, SnapshotInvalid) as exc:
             if w in self._workers:
                 self._retire(w)
             raise _WorkerGone(timed_out=isinstance(exc, _WorkerGone) and exc.timed_out) from None
-        self._idle.put_nowait(w)
+        except BaseException:  # cancelled mid-call: the pipe may still carry its answer
+            if w in self._workers:
+                self._retire(w)
+            raise
+        self._lanes[w.lane].put(w)
         return result
 
     async def _load_into(self, w: _Worker, loaded: _Loaded) -> None:
@@ -238,7 +259,7 @@ class Sandbox:
         self._workers.discard(w)
         w.kill()
         self.on_worker_retired()
-        task = asyncio.ensure_future(self._replace())
+        task = asyncio.ensure_future(self._replace(w.lane))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -261,13 +282,13 @@ class Sandbox:
         if outcome != childproc.OK:
             raise SnapshotInvalid("the snapshot could not be prepared")
 
-    async def _spawn(self) -> _Worker:
+    async def _spawn(self, lane: str = RELEASES) -> _Worker:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=worker_main.main, args=(child, str(self.cache_dir), self.memory_mb),
                                         daemon=True, name="gateway-sandbox")
         process.start()
         child.close()
-        w = _Worker(process, parent)
+        w = _Worker(process, parent, lane)
         ready = await asyncio.get_running_loop().run_in_executor(None, parent.poll, _START_TIMEOUT)
         try:
             outcome = parent.recv() if ready else (childproc.FAILED, "no answer")
@@ -279,13 +300,13 @@ class Sandbox:
         self._workers.add(w)
         return w
 
-    async def _replace(self) -> None:
+    async def _replace(self, lane: str) -> None:
         """A new worker (it loads snapshots on first use); retried, so the pool keeps its size."""
         for attempt in range(_REPLACE_ATTEMPTS):
             try:
-                w = await self._spawn()
+                w = await self._spawn(lane)
             except (RuntimeError, OSError):
                 await asyncio.sleep(2**attempt)
                 continue
-            self._idle.put_nowait(w)
+            self._lanes[lane].put(w)
             return

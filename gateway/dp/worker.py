@@ -58,12 +58,15 @@ class _Worker:
             if message[0] == "load":
                 self.load(*message[1:])
                 return OK, None
-            if message[0] == "release":
-                return OK, self.release(*message[1:])
-            if message[0] == "preview":
-                from gateway.dp.compile import preview_figures
+            if message[0] in ("release", "preview"):
+                from gateway.dp.compile import CACHE_SCOPE, preview_figures
 
-                return OK, preview_figures(*message[1:])
+                kind, checked, alpha, scope = message
+                token = CACHE_SCOPE.set(scope)  # compiled plans are reused within one organisation only
+                try:
+                    return OK, self.release(checked, alpha) if kind == "release" else preview_figures(checked, alpha)
+                finally:
+                    CACHE_SCOPE.reset(token)
         except SnapshotInvalid as exc:
             return INVALID, str(exc)
         except Exception:  # whatever it was, the reply does not depend on it (R-DP-11)

@@ -10,12 +10,11 @@ from gateway.errors import InvalidRequest, UnsupportedMediaType
 from gateway.http.body import json_object, only_fields, read_body
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import api
-from gateway.http.routing import Route, principal, route
+from gateway.http.routing import ANY_ROLE, Route, principal, route
 from gateway.service import circulation, requesters
 
 BUREAU = frozenset({"bureau"})
 MANAGERS = frozenset({"bureau", "source"})
-SELF_SERVICE = frozenset({"bureau", "requester", "merchant"})
 POLICY_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json")
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -92,30 +91,40 @@ async def reinstate_requester(request: web.Request) -> web.Response:
     return web.json_response(org)
 
 
-@route("POST", "/v1/clients/{client_id}/secret", SELF_SERVICE)
+@route("POST", "/v1/clients/{client_id}/secret", ANY_ROLE)
 @api(response="ClientSecret")
 async def rotate_client_secret(request: web.Request) -> web.Response:
-    """Rotate a client's secret (the bureau any, an organisation its own); shown once."""
+    """Rotate a client's secret (the bureau any client, an organisation its own); shown once."""
     made = await requesters.rotate_secret(request.app[RUNTIME], principal(request), request.match_info["client_id"])
     return web.json_response(made, headers=NO_STORE)
 
 
-@route("POST", "/v1/clients/{client_id}/suspend", BUREAU)
+async def _client_status(request: web.Request, status: str) -> web.Response:
+    row = await requesters.set_client_status(request.app[RUNTIME], principal(request),
+                                             request.match_info["client_id"], status, await reason_of(request))
+    return web.json_response(row)
+
+
+@route("POST", "/v1/clients/{client_id}/suspend", ANY_ROLE)
 @api(request="Reason", response="Client")
 async def suspend_client(request: web.Request) -> web.Response:
-    """Suspend one client."""
-    row = await requesters.set_client_status(request.app[RUNTIME], principal(request),
-                                             request.match_info["client_id"], "suspended", await reason_of(request))
-    return web.json_response(row)
+    """Suspend one client of any kind (the bureau any client, an organisation its own; never itself):
+    refused from its next request, tokens or not."""
+    return await _client_status(request, "suspended")
 
 
-@route("POST", "/v1/clients/{client_id}/reinstate", BUREAU)
+@route("POST", "/v1/clients/{client_id}/reinstate", ANY_ROLE)
 @api(request="Reason", response="Client")
 async def reinstate_client(request: web.Request) -> web.Response:
-    """Reinstate one client."""
-    row = await requesters.set_client_status(request.app[RUNTIME], principal(request),
-                                             request.match_info["client_id"], "active", await reason_of(request))
-    return web.json_response(row)
+    """Reinstate (resume) one client (the bureau any client, an organisation its own)."""
+    return await _client_status(request, "active")
+
+
+@route("POST", "/v1/clients/{client_id}/resume", ANY_ROLE)
+@api(request="Reason", response="Client")
+async def resume_client(request: web.Request) -> web.Response:
+    """Resume one client: the same as `/reinstate`."""
+    return await _client_status(request, "active")
 
 
 # ---------------------------------------------------------------- datasets
@@ -176,6 +185,6 @@ async def put_policy(request: web.Request) -> web.Response:
 
 ROUTES: tuple[Route, ...] = (
     register_requester, list_requesters, get_requester, create_client, suspend_requester, reinstate_requester,
-    rotate_client_secret, suspend_client, reinstate_client,
+    rotate_client_secret, suspend_client, reinstate_client, resume_client,
     suspend_dataset, resume_dataset, withdraw_dataset, get_policy, put_policy,
 )

@@ -10,8 +10,11 @@ from gateway.core.billing import invoice_csv
 from gateway.http.admin import body_of
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import api
+from gateway.http.queries import idempotency_key
 from gateway.http.routing import Route, principal, route
-from gateway.service import billing
+from gateway.service import billing, credits
+from gateway.service.admission import request_fingerprint
+from gateway.service.answers import REPLAYED
 
 PARTIES = frozenset({"bureau", "source", "merchant"})
 
@@ -43,13 +46,15 @@ async def get_revenue(request: web.Request) -> web.Response:
 
 
 @route("POST", "/v1/credit-notes", {"bureau"})
-@api(request="CreditNoteIn", response="CreditNote", status=201)
+@api(request="CreditNoteIn", response="CreditNote", status=201, headers=("Idempotency-Key",))
 async def post_credit_note(request: web.Request) -> web.Response:
-    """Correct a closed month: a credit on the requester's invoice of the month now open."""
-    body = await body_of(request, ("org_id", "dataset", "product_id", "refers_to_period", "amount_minor", "reason"),
-                         ("org_id", "dataset", "refers_to_period", "amount_minor", "reason"))
-    note = await billing.issue_credit(request.app[RUNTIME], principal(request), body)
-    return web.json_response(note, status=201)
+    """Credit invoiced usage (named by id or by invoice line) on the requester's invoice now open."""
+    key = idempotency_key(request)
+    body = await body_of(request, credits.FIELDS, ("org_id", "reason"))
+    issued = await credits.issue_credit(request.app[RUNTIME], principal(request), body, key,
+                                        request_fingerprint(request.path, body))
+    return web.Response(status=issued.status, body=issued.body, content_type="application/json",
+                        headers=REPLAYED if issued.replayed else None)
 
 
 ROUTES: tuple[Route, ...] = (get_invoice, get_revenue, post_credit_note)

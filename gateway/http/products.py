@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, NotFound
-from gateway.http.admin import body_of
+from gateway.http.admin import body_of, reason_of
 from gateway.http.keys import DATASET, RUNTIME
 from gateway.http.openapi import api
 from gateway.http.queries import idempotency_key, reply
@@ -39,8 +39,8 @@ async def list_products(request: web.Request) -> web.Response:
 async def get_product(request: web.Request) -> web.Response:
     """One published product."""
     runtime = request.app[RUNTIME]
-    product, version = await products.published_product(runtime, request.match_info["product_id"])
-    return web.json_response(products.public_view(runtime, product, version))
+    product, version, status = await products.published_product(runtime, request.match_info["product_id"])
+    return web.json_response(products.public_view(runtime, product, version, status))
 
 
 @route("POST", "/v1/products/{product_id}/invoke", {"requester"})
@@ -54,7 +54,7 @@ async def invoke_product(request: web.Request) -> web.Response:
     params: Any = body.get("params", {})
     if not isinstance(params, dict):
         raise InvalidRequest("params must be an object of parameter values")
-    product, version = await products.published_product(runtime, request.match_info["product_id"])
+    product, version = await products.product_on_sale(runtime, request.match_info["product_id"])
     request[DATASET] = product.dataset
     enforce_dataset_rate(request, who, runtime.registry.get(product.dataset))
     answer = await products.invoke(runtime, who, product, version, params, idempotency_key=key,
@@ -131,7 +131,35 @@ async def reject_version(request: web.Request) -> web.Response:
     return web.json_response(made)
 
 
+async def _sale_status(request: web.Request, status: str) -> web.Response:
+    made = await products.set_sale_status(request.app[RUNTIME], principal(request), request.match_info["product_id"],
+                                          status, await reason_of(request))
+    return web.json_response(made)
+
+
+@route("POST", "/v1/products/{product_id}/suspend", {"bureau"})
+@api(request="Reason", response="ProductVersion")
+async def suspend_product(request: web.Request) -> web.Response:
+    """The bureau stops a product selling (409 `product_suspended`) until it resumes it."""
+    return await _sale_status(request, "suspended")
+
+
+@route("POST", "/v1/products/{product_id}/resume", {"bureau"})
+@api(request="Reason", response="ProductVersion")
+async def resume_product(request: web.Request) -> web.Response:
+    """The bureau lets a suspended product sell again."""
+    return await _sale_status(request, "active")
+
+
+@route("POST", "/v1/products/{product_id}/retire", {"bureau"})
+@api(request="Reason", response="ProductVersion")
+async def retire_product(request: web.Request) -> web.Response:
+    """The bureau retires the published version: the product answers 410 `product_retired` until
+    the bureau publishes another version."""
+    return await _sale_status(request, "retired")
+
+
 ROUTES: tuple[Route, ...] = (
     list_products, get_product, invoke_product, draft_product, list_versions, draft_version, try_version,
-    submit_version, publish_version, reject_version,
+    submit_version, publish_version, reject_version, suspend_product, resume_product, retire_product,
 )

@@ -2,8 +2,9 @@
 
 Every authenticated call takes a token from its client's bucket (settings `rate_limit_per_second`
 and `rate_limit_burst`); a query or product call on a dataset whose policy sets `rate_limit`
-also takes one from the client's bucket for that dataset. A refused call is refused before its
-handler runs, so it reserves, spends and bills nothing (R-RL-02).
+also takes one from the client's bucket for that dataset, and a preview that passed its checks
+one from the client's preview bucket (`preview_rate_per_second`, `preview_burst`). A refused
+call is refused before it reaches the sandbox, so it reserves, spends and bills nothing (R-RL-02).
 
 The buckets live in each replica's memory: with N replicas behind a load balancer a client
 gets up to N times the configured rate. That is the documented per-replica share of R-RL-03:
@@ -110,6 +111,18 @@ def enforce_rate_limit(request: web.Request, who: Principal) -> None:
     if limiter is None:
         return
     decision = limiter.take((who.client_id,))
+    if not decision.allowed:
+        _refuse(request, decision)
+
+
+def enforce_preview_rate(request: web.Request, who: Principal) -> None:
+    """The client's bucket for previews (`preview_rate_per_second`, `preview_burst`): free, so
+    bounded apart from the calls that are billed (R-DP-19)."""
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is None:
+        return
+    settings = request.app[RUNTIME].settings
+    decision = limiter.take((who.client_id, "/preview"), settings.preview_rate_per_second, settings.preview_burst)
     if not decision.allowed:
         _refuse(request, decision)
 

@@ -2,7 +2,8 @@
 
 An upload is far larger than the JSON body limit (`max_body_bytes`), so it is never read with
 `request.read()` (which `client_max_size` caps): it is streamed from `request.content` to a
-file, cut off past `max_upload_bytes` (413), and only then checked and swapped in.
+file, cut off past `max_upload_bytes` (413), and only then checked and swapped in. The
+dataset's upload slot (`service.uploads`) is taken before the first byte is read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.http.keys import RUNTIME
 from gateway.http.routing import Route, principal, route
 from gateway.service.supply import check_supplier, snapshot_history, supply_of
+from gateway.service.uploads import upload_slots
 
 SUPPLIERS = frozenset({"source", "bureau"})
 MEDIA_TYPES: dict[str, Format] = {
@@ -37,8 +39,9 @@ async def upload_snapshot(request: web.Request) -> web.Response:
     fmt = MEDIA_TYPES.get(request.content_type)
     if fmt is None:
         raise UnsupportedMediaType("send Parquet (application/vnd.apache.parquet) or CSV (text/csv)")
-    body = await receive(request, incoming_file(supply.root, fmt), runtime.settings.max_upload_bytes)
-    loaded = await supply.load_upload(dataset, body, fmt, who.client_id)
+    with upload_slots(runtime).slot(dataset):  # taken before the first byte is read
+        body = await receive(request, incoming_file(supply.root, fmt), runtime.settings.max_upload_bytes)
+        loaded = await supply.load_upload(dataset, body, fmt, who.client_id)
     payload = {"dataset": dataset, **loaded.record.view(current=True, with_rows=True),
                "warnings": [w.as_dict() for w in loaded.warnings]}
     return web.json_response(payload, status=201 if loaded.created else 200)

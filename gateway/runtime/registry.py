@@ -28,7 +28,7 @@ class DatasetRegistry:
         if changed:
             for row in store_datasets.all_datasets(tx):
                 if self._versions.get(row.dataset) != row.policy_version:
-                    self.policies[row.dataset] = _from_document(row.document)
+                    self.policies[row.dataset] = policy_from_document(row.document)
                     self._versions[row.dataset] = row.policy_version
         moved = new_status != self.status
         self.status = new_status
@@ -56,7 +56,7 @@ class DatasetRegistry:
         return dataset_status.is_withdrawn(self.status.get(dataset))
 
 
-def _from_document(document: dict[str, object]) -> DatasetPolicy:
+def policy_from_document(document: dict[str, object]) -> DatasetPolicy:
     import yaml
 
     # Stored documents were validated when published; parsing again keeps one code path.

@@ -28,6 +28,7 @@ from gateway.core.budget import (
 )
 from gateway.core.canonical import canonical_hash
 from gateway.core.checks import CheckedPlan, check_plan
+from gateway.core.cost import CostLimits, check_cost
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.errors import Forbidden, GatewayError, Unavailable
@@ -170,6 +171,7 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
     limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
     checked = _checked(runtime, plan, policy, limit)
+    check_cost(checked, cost_limits(runtime))  # what cannot finish in a worker is refused here (issue 19)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(grant_account(who.org_id, policy.dataset), limit), *_pool_accounts(runtime, policy))
     scope = who.org_id if policy.cache_scope == "requester" else "*"
@@ -198,6 +200,11 @@ async def record_refusal(runtime: Runtime, who: Principal, dataset: str | None, 
 
 def _audit_refusal(tx: Tx, client_id: str, dataset: str, code: str) -> None:
     audit.append(tx, "query.refused", client_id, dataset, {"code": code})
+
+
+def cost_limits(runtime: Runtime) -> CostLimits:
+    s = runtime.settings
+    return CostLimits(s.max_query_terms, s.max_query_cells, s.max_quantile_candidates)
 
 
 def ensure_sandbox(runtime: Runtime) -> None:

@@ -25,7 +25,7 @@ class QueryReply:
     log: dict[str, Any] = field(default_factory=dict)  # outcome, epsilon... for the access log
 
 
-_MAX_VIEWS = 8  # distinct phrasings of one stored release kept rendered
+MAX_VIEWS = 8  # distinct phrasings of one stored release kept rendered
 
 
 def cached_view(ctx: Admitted, found: ledger.StoredRelease) -> str:
@@ -36,7 +36,7 @@ def cached_view(ctx: Admitted, found: ledger.StoredRelease) -> str:
     if memo is not None and memo[0] is ctx.checked:
         return memo[1]
     view = result_view(ctx.plan, found.result, found.accuracy)
-    if len(found.views) >= _MAX_VIEWS:
+    if len(found.views) >= MAX_VIEWS:
         found.views.clear()
     found.views[id(ctx.checked)] = (ctx.checked, view)
     return view

@@ -4,19 +4,21 @@ Who sees what (R-AU-06, R-AU-07): a requester its own organisation's application
 a source department those on the datasets it owns; the bureau all of them. Anything else
 answers 404 exactly like a missing id. The policy's `auto_approve_epsilon` stands in for the
 bureau's approval of a small request; where the policy asks for the source department's
-co-signature, that is still awaited.
+co-signature, that is still awaited. Both rules are those of the policy in force when each
+step is taken (issue 19 point 6); a co-signature covers the terms it was given over (point 7).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from gateway.auth.tokens import Principal
-from gateway.clock import utc_now_text, utc_text
-from gateway.core.budget import to_nano
+from gateway.clock import utc_now, utc_now_text, utc_text
+from gateway.core.budget import from_nano, to_nano
+from gateway.core.cosign import AUTO_APPROVER, Rules, auto_approval_holds
+from gateway.core.dates import parse_expiry as parse_date
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import AdmissionState
@@ -24,8 +26,6 @@ from gateway.service.visibility import visible
 from gateway.store import applications as store_apps
 from gateway.store import products as store_products
 from gateway.store.db import Tx
-
-AUTO_APPROVER = "policy:auto-approve"
 
 
 def owned_datasets(runtime: Runtime, org_id: str) -> tuple[str, ...]:
@@ -59,21 +59,12 @@ def parse_epsilon(value: Any, what: str = "epsilon_per_period") -> Decimal:
     return eps
 
 
-def parse_expiry(value: Any) -> str | None:
-    """An ISO 8601 date or UTC time in the future, as the store's UTC text; None stays None."""
+def parse_expiry(runtime: Runtime, value: Any) -> str | None:
+    """An expiry as the store's UTC text (None stays None); a date alone is the end of that day in
+    the county's time zone; outside today .. 50 years ahead, a 400 naming `valid_until`."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidRequest("valid_until must be an ISO 8601 date or time")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest("valid_until must be an ISO 8601 date or time") from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    text = utc_text(moment)
-    if text <= utc_now_text():
-        raise InvalidRequest("valid_until must lie in the future")
-    return text
+    return utc_text(parse_date(value, runtime.settings.zone, utc_now()))
 
 
 async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any, purpose: Any,
@@ -100,19 +91,26 @@ async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any,
     app = store_apps.Application(
         application_id="app-" + uuid.uuid4().hex[:16], org_id=who.org_id, client_id=who.client_id,
         dataset=dataset, product_id=product_id, purpose=purpose.strip(), epsilon_requested_nano=to_nano(eps),
-        valid_until_requested=parse_expiry(valid_until), status="pending",
+        valid_until_requested=parse_expiry(runtime, valid_until), status="pending",
         needs_cosign=policy.requires_source_cosign)
-    auto = policy.auto_approve_epsilon is not None and eps <= policy.auto_approve_epsilon
-    created = await runtime.store.write(_submit, app, auto)
+    rules = rules_now(runtime, dataset, app.epsilon_requested_nano)
+    created = await runtime.store.write(_submit, app, rules)
     return created.as_dict()
 
 
-def _submit(tx: Tx, app: store_apps.Application, auto: bool) -> store_apps.Application:
+def rules_now(runtime: Runtime, dataset: str, epsilon_nano: int) -> Rules:
+    """The policy in force, as it bears on a grant made now."""
+    policy = runtime.registry.get(dataset)
+    return Rules(policy.requires_source_cosign,
+                 auto_approval_holds(policy.auto_approve_epsilon, from_nano(epsilon_nano)))
+
+
+def _submit(tx: Tx, app: store_apps.Application, rules: Rules) -> store_apps.Application:
     created = store_apps.create_application(tx, app)
-    if not auto:
+    if not rules.auto_approval_holds:
         return created
     return store_apps.approve(tx, app.application_id, AUTO_APPROVER, app.epsilon_requested_nano,
-                              app.valid_until_requested, auto=True)
+                              app.valid_until_requested, auto=True, rules=rules)
 
 
 async def visible_application(runtime: Runtime, who: Principal, application_id: str) -> store_apps.Application:
@@ -133,15 +131,18 @@ async def approve(runtime: Runtime, who: Principal, application_id: str, epsilon
     eps_nano = app.epsilon_requested_nano if epsilon is None else to_nano(parse_epsilon(epsilon))
     if eps_nano > app.epsilon_requested_nano:
         raise InvalidRequest("the approved budget cannot exceed the budget applied for")
-    expiry = parse_expiry(valid_until) if valid_until is not None else app.valid_until_requested
-    done = await runtime.store.write(store_apps.approve, app.application_id, who.client_id, eps_nano, expiry)
+    expiry = parse_expiry(runtime, valid_until) if valid_until is not None else app.valid_until_requested
+    rules = rules_now(runtime, app.dataset, eps_nano)
+    done = await runtime.store.write(store_apps.approve, app.application_id, who.client_id, eps_nano, expiry,
+                                     False, rules)
     return done.as_dict()
 
 
 async def cosign(runtime: Runtime, who: Principal, application_id: str) -> dict[str, Any]:
     """The owning source department's co-signature (the scope check makes it its own)."""
     app = await visible_application(runtime, who, application_id)
-    done = await runtime.store.write(store_apps.cosign, app.application_id, who.client_id)
+    rules = rules_now(runtime, app.dataset, app.epsilon_approved_nano or app.epsilon_requested_nano)
+    done = await runtime.store.write(store_apps.cosign, app.application_id, who.client_id, rules)
     return done.as_dict()
 
 

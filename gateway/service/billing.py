@@ -7,16 +7,15 @@ served from the stored bytes from then on, so a closed invoice never changes (R-
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.auth.tokens import Principal
-from gateway.clock import utc_now
+from gateway.clock import utc_now, utc_now_text
 from gateway.core.billing import (
-    CreditItem,
     Invoice,
     InvoiceLine,
     build_invoice,
@@ -27,10 +26,10 @@ from gateway.core.billing import (
 )
 from gateway.core.budget import period_of
 from gateway.errors import InvalidRequest, NotFound
+from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
 from gateway.store import invoices as store_invoices
-from gateway.store import products as store_products
 from gateway.store.db import Store, Tx
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -121,46 +120,43 @@ async def invoice(runtime: Runtime, org_id: str, period: str) -> bytes:
     return await runtime.store.read(billing.invoice_tx, org_id, period)
 
 
-async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str, Any]:
-    """The bureau sees every party; a source department or merchant its own statement only."""
-    await _ready(runtime, period)
+class OpenStatements:
+    """The open month's statements, built from every organisation's open usage at most once per
+    `revenue_refresh_seconds` on this replica, by one request while the others wait for it: a
+    department asking again and again no longer rebuilds them on the store's reader threads."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.built: Cache[str, dict[str, Any]] = Cache(2, ttl=runtime.settings.revenue_refresh_seconds)
+        self.building = asyncio.Lock()
+
+
+async def _statements_of(runtime: Runtime, period: str) -> dict[str, Any]:
     billing = _billing(runtime)
-    doc: dict[str, Any] = await runtime.store.read(billing.statements_tx, period)
-    if not who.has("bureau"):
-        mine = doc["statements"].get(who.org_id) or statement_document(
-            who.org_id, period, doc["status"], doc["currency"], ())
-        doc = {k: v for k, v in doc.items() if k not in ("statements", "invoices_total_minor")}
-        doc["statements"] = {who.org_id: mine}
-    doc["statements"] = [doc["statements"][p] for p in sorted(doc["statements"])]
+    if period != current_period(runtime.settings):
+        found: dict[str, Any] = await runtime.store.read(billing.statements_tx, period)
+        return found
+    state = runtime.owned(OpenStatements)
+    async with state.building:
+        doc = state.built.get(period)
+        if doc is None:
+            doc = await runtime.store.read(billing.statements_tx, period)
+            doc["as_of"] = utc_now_text()
+            state.built.put(period, doc)
     return doc
 
 
-async def issue_credit(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """A correction for a closed period, credited on the invoice of the period now open."""
-    org_id, dataset, product_id = body.get("org_id"), body.get("dataset"), body.get("product_id")
-    amount, reason = body.get("amount_minor"), body.get("reason")
-    refers = check_period(str(body.get("refers_to_period", "")))
-    if not isinstance(org_id, str) or not isinstance(dataset, str):
-        raise InvalidRequest("org_id and dataset must be strings")
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= 10**12:
-        raise InvalidRequest("amount_minor must be a positive whole number of minor units")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-        raise InvalidRequest("reason must be text of 1 to 500 characters")
-    if refers >= current_period(runtime.settings):
-        raise InvalidRequest("a credit note corrects a closed period, before the current one")
-    policy = runtime.registry.get(dataset)
-    merchant = None
-    if product_id is not None:
-        product = await runtime.store.read(store_products.get_product, str(product_id))
-        if product is None or product.dataset != dataset:
-            raise NotFound("no such product on that dataset")
-        merchant = product.merchant_org
-    note = CreditItem("cn-" + uuid.uuid4().hex[:16], org_id, dataset, product_id, refers, amount,
-                      policy.pricing.currency, policy.version, merchant, reason.strip())
-    created = await runtime.store.write(store_invoices.issue_credit, note, who.client_id)
-    return {"id": note.credit_id, "org_id": org_id, "dataset": dataset, "product_id": product_id,
-            "refers_to_period": refers, "amount_minor": amount, "currency": note.currency,
-            "reason": note.reason, "created_at": created, "invoice_period": current_period(runtime.settings)}
+async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str, Any]:
+    """The bureau sees every party; a source department or merchant its own statement only.
+    The open month's are as of `as_of` (at most `revenue_refresh_seconds` old)."""
+    await _ready(runtime, period)
+    doc = dict(await _statements_of(runtime, period))  # the cached document is shared: copied
+    parties: dict[str, Any] = doc["statements"]
+    if not who.has("bureau"):
+        mine = parties.get(who.org_id) or statement_document(who.org_id, period, doc["status"], doc["currency"], ())
+        doc = {k: v for k, v in doc.items() if k not in ("statements", "invoices_total_minor")}
+        parties = {who.org_id: mine}
+    doc["statements"] = [parties[p] for p in sorted(parties)]
+    return doc
 
 
 # ---------------------------------------------------------------- the CLI's entry

@@ -17,6 +17,7 @@ from gateway.core.policydiff import policy_diff
 from gateway.errors import Located, NotFound, PolicyInvalid, Unprocessable
 from gateway.policyfiles import policy_schema
 from gateway.runtime.parts import Runtime
+from gateway.service.pools import pool_change_problem
 from gateway.store import circulation as store_circulation
 from gateway.store.db import Store
 
@@ -73,6 +74,10 @@ async def publish_policy(runtime: Runtime, who: Principal, dataset: str, text: s
                                   [str(p) for p in exc.problems])
         raise Unprocessable("the policy does not validate", extra={"problems": problems}) from None
     found = await runtime.store.read(store_circulation.current_policy, dataset)
+    problem = await runtime.store.read(pool_change_problem, found[2] if found else {}, policy, text, "<request body>")
+    if problem is not None:
+        await runtime.store.write(store_circulation.record_policy_rejection, dataset, who.client_id, [str(problem)])
+        raise Unprocessable("the policy does not validate", extra={"problems": problems_of(PolicyInvalid([problem]))})
     result = _outcome(dataset, found, policy)
     if not dry_run and result["changes"]:
         await runtime.store.write(store_circulation.publish_policy, dataset, policy.owner, policy.version,
@@ -98,6 +103,10 @@ def apply_policy_file(store: Store, path: Path, actor: str, dry_run: bool) -> di
         store.run_sync(store_circulation.record_policy_rejection, dataset, actor, [str(p) for p in exc.problems])
         raise
     found = store.run_sync(store_circulation.current_policy, policy.dataset, write=False)
+    problem = store.run_sync(pool_change_problem, found[2] if found else {}, policy, text, str(path), write=False)
+    if problem is not None:
+        store.run_sync(store_circulation.record_policy_rejection, policy.dataset, actor, [str(problem)])
+        raise PolicyInvalid([problem])
     result = _outcome(policy.dataset, found, policy)
     if not dry_run and result["changes"]:
         store.run_sync(store_circulation.publish_policy, policy.dataset, policy.owner, policy.version,

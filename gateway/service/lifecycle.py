@@ -19,7 +19,7 @@ async def sandbox_running(runtime: Runtime, sandbox: SandboxPort | None = None) 
     s = runtime.settings
     if sandbox is None:
         sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
-                          cache_dir=s.state_path / "sandbox-cache")
+                          cache_dir=s.state_path / "sandbox-cache", preview_workers=s.preview_workers)
     sandbox.on_worker_retired = runtime.metrics.worker_restarted
     sandbox.on_release_timeout = runtime.metrics.sandbox_timeout
     await sandbox.start()

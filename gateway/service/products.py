@@ -20,7 +20,7 @@ from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.core.products import Template, bind, bind_values, draft_template, parse_parameters, parse_template
 from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
-from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
+from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound, ProductRetired, ProductSuspended
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import ProductCall, refusals_recorded
@@ -28,6 +28,7 @@ from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
 from gateway.service.queries import run_query
 from gateway.service.visibility import visible
+from gateway.store import product_status
 from gateway.store import products as store_products
 from gateway.store.db import Tx
 
@@ -63,9 +64,11 @@ def build_definition(policy: DatasetPolicy, body: dict[str, Any], max_sql_chars:
     }
 
 
-def _definition(runtime: Runtime, dataset: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+async def _definition(runtime: Runtime, dataset: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     policy = runtime.registry.usable(dataset)
-    return build_definition(policy, body, runtime.settings.max_sql_chars), policy.version
+    # Parsing a draft's SQL (up to max_sql_chars) is tens of milliseconds: off the event loop.
+    definition = await asyncio.to_thread(build_definition, policy, body, runtime.settings.max_sql_chars)
+    return definition, policy.version
 
 
 def seed_published(tx: Tx, product_id: str, merchant_org: str, dataset: str, definition: dict[str, Any],
@@ -95,7 +98,7 @@ def template_of(product: store_products.Product, version: store_products.Product
 
 
 def public_view(runtime: Runtime, product: store_products.Product,
-                version: store_products.ProductVersion) -> dict[str, Any]:
+                version: store_products.ProductVersion, status: str = "published") -> dict[str, Any]:
     """What any caller may know of a published product: never its SQL."""
     d = version.definition
     template = template_of(product, version)
@@ -105,6 +108,7 @@ def public_view(runtime: Runtime, product: store_products.Product,
         "parameters": d["parameters"], "columns": [o.name for o in template.plan.select],
         "epsilon_per_call": nano_to_float(to_nano(d["epsilon"])),
         "price": {"per_call_minor": d["price_minor"], "currency": d["currency"]},
+        "status": status,
         "dataset_status": runtime.registry.status_of(product.dataset),
         "published_at": version.decided_at,
     }
@@ -124,7 +128,7 @@ async def draft(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[
         raise InvalidRequest(f"id must match {PRODUCT_ID.pattern}")
     if not isinstance(dataset, str):
         raise InvalidRequest("dataset must be a string")
-    definition, policy_version = _definition(runtime, dataset, body)
+    definition, policy_version = await _definition(runtime, dataset, body)
     v = await runtime.store.write(store_products.create_product, product_id, who.org_id, dataset, definition,
                                   policy_version, who.client_id)
     product = await runtime.store.read(store_products.get_product, product_id)
@@ -140,7 +144,7 @@ async def owned_product(runtime: Runtime, who: Principal, product_id: str) -> st
 
 async def new_version(runtime: Runtime, who: Principal, product_id: str, body: dict[str, Any]) -> dict[str, Any]:
     product = await owned_product(runtime, who, product_id)
-    definition, policy_version = _definition(runtime, product.dataset, body)
+    definition, policy_version = await _definition(runtime, product.dataset, body)
     v = await runtime.store.write(store_products.add_version, product, definition, policy_version, who.client_id)
     return version_view(product, v)
 
@@ -208,29 +212,61 @@ async def _version(runtime: Runtime, product_id: str, version: int) -> store_pro
 # ---------------------------------------------------------------- the published catalogue
 
 
-def _published_one(tx: Tx, product_id: str) -> tuple[store_products.Product, store_products.ProductVersion] | None:
+def _published_one(tx: Tx, product_id: str) -> tuple[store_products.Product, store_products.ProductVersion,
+                                                    product_status.SaleState] | None:
     product = store_products.get_product(tx, product_id)
     if product is None or product.published_version is None:
         return None
     v = store_products.get_version(tx, product_id, product.published_version)
-    return (product, v) if v is not None else None
+    state = product_status.sale_state(tx, product_id)
+    return (product, v, state) if v is not None and state is not None else None
+
+
+def _published_all(tx: Tx) -> list[tuple[store_products.Product, store_products.ProductVersion, str]]:
+    states = product_status.sale_states(tx)
+    return [(p, v, states[p.product_id].status) for p, v in store_products.published(tx) if p.product_id in states]
 
 
 async def published(runtime: Runtime) -> list[dict[str, Any]]:
-    """Published products whose dataset has not been withdrawn (a withdrawal stops them)."""
-    found = await runtime.store.read(store_products.published)
-    return [public_view(runtime, p, v) for p, v in found
-            if not runtime.registry.withdrawn(p.dataset)]
+    """Products on sale: published, neither suspended nor retired by the bureau, their merchant
+    active, their dataset not withdrawn (a withdrawal stops them)."""
+    found = await runtime.store.read(_published_all)
+    return [public_view(runtime, p, v, status) for p, v, status in found
+            if status == "published" and not runtime.registry.withdrawn(p.dataset)]
 
 
 async def published_product(runtime: Runtime, product_id: str) -> tuple[store_products.Product,
-                                                                       store_products.ProductVersion]:
+                                                                       store_products.ProductVersion, str]:
+    """A published product with its status; 410 once retired or its dataset withdrawn."""
     found = await runtime.store.read(_published_one, product_id)
     if found is None:
         raise NotFound("no such product")
-    if runtime.registry.withdrawn(found[0].dataset):
+    product, version, state = found
+    if runtime.registry.withdrawn(product.dataset):
         raise DatasetWithdrawn("the product's dataset has been withdrawn; the product has stopped")
-    return found
+    if state.status == "retired":
+        raise ProductRetired("the bureau has retired this product")
+    return product, version, state.status
+
+
+async def product_on_sale(runtime: Runtime, product_id: str) -> tuple[store_products.Product,
+                                                                     store_products.ProductVersion]:
+    """A product that may be invoked now (read per call: a suspension holds from the next request)."""
+    product, version, status = await published_product(runtime, product_id)
+    if status == "suspended":
+        raise ProductSuspended("the product is suspended; it does not sell until the bureau resumes it")
+    return product, version
+
+
+async def set_sale_status(runtime: Runtime, who: Principal, product_id: str, status: str,
+                          reason: str) -> dict[str, Any]:
+    """The bureau suspends, resumes or retires a product's published version (issue 19 point 5)."""
+    await owned_product(runtime, who, product_id)
+    await runtime.store.write(product_status.set_bureau_status, product_id, status, who.client_id, reason)
+    found = await runtime.store.read(_published_one, product_id)
+    assert found is not None
+    product, version, state = found
+    return {**version_view(product, version), "sale_status": state.status}
 
 
 async def invoke(runtime: Runtime, who: Principal, product: store_products.Product, v: store_products.ProductVersion,

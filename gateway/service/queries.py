@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.auth.tokens import Principal
@@ -19,13 +19,15 @@ from gateway.core.accuracy import stored_accuracy
 from gateway.core.budget import budget_line, nano_to_float
 from gateway.core.canonical import canonical_hash
 from gateway.core.plan import Plan
+from gateway.core.policy import DatasetPolicy
 from gateway.dp.outcome import Release
 from gateway.errors import ReleaseFailed
 from gateway.ids import new_id
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
-from gateway.service.answers import ALPHA, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.prices import price_at_commit
+from gateway.service.answers import ALPHA, MAX_VIEWS, REPLAYED, QueryReply, answer_body, cached_view, result_view
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
 from gateway.store import idempotency, ledger
@@ -37,7 +39,7 @@ class ReleaseState:
     served without a read), and one semaphore per client bounding its releases in flight."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.releases: Cache[str, ledger.StoredRelease] = Cache(4096)
+        self.releases = release_cache(runtime.settings)
         self.client_slots: dict[str, asyncio.Semaphore] = {}
 
 
@@ -61,6 +63,18 @@ class ReleaseState:
 
 
 
+def release_cache(settings: Settings) -> Cache[str, ledger.StoredRelease]:
+    """Stored releases by cache key, bounded by count and by `release_cache_mb` of memory."""
+    return Cache(4096, weigh=release_bytes, max_weight=settings.release_cache_mb * 2**20)
+
+
+def release_bytes(release: ledger.StoredRelease) -> int:
+    """A bound on what a kept release holds: its rows and accuracy, and the renderings of it
+    (`answers.cached_view`) kept beside it. Weighed once, when it enters the cache."""
+    result = len(json.dumps(release.result, ensure_ascii=False))
+    return 512 + len(json.dumps(release.accuracy)) + result * (1 + MAX_VIEWS)
+
+
 async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: ProductCall | None = None,
                     idempotency_key: str | None = None,
                     request_fingerprint: Callable[[], str] = lambda: "") -> QueryReply:
@@ -70,14 +84,16 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
     cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
     fingerprint = request_fingerprint() if idempotency_key else ""
     # One transaction for a replay or a cache hit: the key's claim and the stored answer together.
-    found = await runtime.store.write(_claim_or_serve, ctx, fingerprint, runtime.settings, cache_key,
-                                      state.releases.get(cache_key), op="lookup_release")
+    known = state.releases.get(cache_key)
+    found = await runtime.store.write(_claim_or_serve, ctx, fingerprint, runtime.settings, cache_key, known,
+                                      runtime.registry.policies, op="lookup_release")
     if isinstance(found, idempotency.Replay):
         runtime.metrics.release(plan.dataset, "replayed")
         return QueryReply(found.status, found.body.encode(), dict(REPLAYED), ctx.log("replayed", 0))
     if found is not None:
         body, usage, release = found
-        state.releases.put(cache_key, release)
+        if known is None:  # already kept otherwise (the get moved it to the front)
+            state.releases.put(cache_key, release)
         runtime.metrics.release(plan.dataset, "cached")
         runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
         return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
@@ -107,7 +123,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
 
 
 def _claim_or_serve(tx: Tx, ctx: Admitted, fingerprint: str, settings: Settings, cache_key: str,
-                    known: ledger.StoredRelease | None
+                    known: ledger.StoredRelease | None, policies: Mapping[str, DatasetPolicy]
                     ) -> idempotency.Replay | tuple[str, ledger.Usage, ledger.StoredRelease] | None:
     """The Idempotency-Key claimed (or its stored answer to replay), then a stored release for
     the cache key served and billed; None when the query has to be released."""
@@ -116,7 +132,7 @@ def _claim_or_serve(tx: Tx, ctx: Admitted, fingerprint: str, settings: Settings,
                                    settings.idempotency_max_keys)
         if replay is not None:
             return replay
-    return _answer_from_cache(tx, ctx, cache_key, known)
+    return _answer_from_cache(tx, ctx, cache_key, known, policies)
 
 
 async def _forget_claim(runtime: Runtime, ctx: Admitted) -> None:
@@ -125,13 +141,17 @@ async def _forget_claim(runtime: Runtime, ctx: Admitted) -> None:
         await asyncio.shield(runtime.store.write(idempotency.forget, ctx.who.org_id, ctx.idem_key))
 
 
+def client_release_limit(settings: Settings) -> int:
+    """Releases one client may have reserved or running at once (R-RL-01): the setting, but
+    never every release worker while there are two or more, so one client cannot hold them all."""
+    return max(1, min(settings.max_in_flight_per_client, settings.sandbox_workers - 1))
+
+
 def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
-    """At most max_in_flight_per_client releases at once per client; the rest wait their turn
-    (R-RL-01), so one client cannot occupy every sandbox worker."""
     slots = runtime.owned(ReleaseState).client_slots
     slot = slots.get(client_id)
     if slot is None:
-        slot = slots[client_id] = asyncio.Semaphore(runtime.settings.max_in_flight_per_client)
+        slot = slots[client_id] = asyncio.Semaphore(client_release_limit(runtime.settings))
     return slot
 
 
@@ -155,9 +175,10 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
     dataset = ctx.plan.dataset
     try:
         sandbox_started = time.monotonic()
-        release = await runtime.sandbox.release(ctx.checked)
+        release = await runtime.sandbox.release(ctx.checked, org=ctx.who.org_id)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
-        body, usage = await runtime.store.write(_commit, ctx, query_id, release, op="commit_release")
+        body, usage = await runtime.store.write(_commit, ctx, query_id, release, runtime.registry.policies,
+                                                op="commit_release")
     except BaseException as exc:
         failure = ReleaseFailed()
         await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem()),
@@ -192,11 +213,12 @@ async def pad_response(runtime: Runtime, started: float) -> None:
         await asyncio.sleep(target - elapsed)
 
 
-def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str, ledger.Usage]:
+def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release,
+            known: Mapping[str, DatasetPolicy]) -> tuple[str, ledger.Usage]:
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
     accuracy = stored_accuracy(release.accuracy, release.row_accuracy)
     release_hash = canonical_hash(result)
-    usage = _priced(tx, ctx, cached=False)
+    usage = _priced(tx, ctx, known, cached=False)
     commit = ledger.Commit(
         query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,
         dataset=ctx.plan.dataset, product_id=ctx.product.product_id if ctx.product else None,
@@ -211,18 +233,19 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str
     return body, usage
 
 
-def _priced(tx: Tx, ctx: Admitted, *, cached: bool) -> ledger.Usage:
-    """The policy's free calls per period come first; then the price list."""
-    usage = ctx.usage(cached)
-    free = ctx.policy.pricing.free_calls_per_period if ctx.product is None else 0
+def _priced(tx: Tx, ctx: Admitted, known: Mapping[str, DatasetPolicy], *, cached: bool) -> ledger.Usage:
+    """The policy's free calls per period come first; then the price list in force now (R-BI-05)."""
+    usage, pricing = price_at_commit(tx, ctx, cached, known)
+    free = pricing.free_calls_per_period if pricing is not None else 0
     if free and ledger.billable_calls(tx, ctx.who.org_id, ctx.plan.dataset, ctx.period) < free:
         return ledger.Usage(usage.usage_id, 0, usage.currency, usage.price_version)
     return usage
 
 
-def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.StoredRelease | None
+def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.StoredRelease | None,
+                       policies: Mapping[str, DatasetPolicy]
                        ) -> tuple[str, ledger.Usage, ledger.StoredRelease] | None:
-    usage = _priced(tx, ctx, cached=True)
+    usage = _priced(tx, ctx, policies, cached=True)
     found = ledger.serve_cached(tx, cache_key, ctx.who.org_id, ctx.who.client_id, usage,
                                 ctx.period, ctx.product.product_id if ctx.product else None, known)
     if found is None:
@@ -242,13 +265,25 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
 
 
 
-async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None) -> dict[str, Any]:
-    """Cost, accuracy and price of a query without reading a row or spending anything."""
+async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None, *,
+                  throttle: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Cost, accuracy and price of a query without reading a row or spending anything.
+
+    Free, but not a free side channel (R-DP-19): `throttle` (the caller's preview rate limit)
+    runs once the question is admitted, the preview waits its organisation's turn on the
+    preview workers, and the answer leaves on the same time quantum as a release.
+    """
+    started = time.monotonic()
     ctx = await admit(runtime, who, plan, product, None)
+    throttle()
     assert runtime.sandbox is not None
-    figures = await runtime.sandbox.preview(ctx.checked, ALPHA)
-    grant_account = ctx.accounts[0].name
-    usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
+    try:
+        figures = await runtime.sandbox.preview(ctx.checked, ALPHA, org=who.org_id)
+        grant_account = ctx.accounts[0].name
+        usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
+    finally:
+        await pad_response(runtime, started)
+    runtime.metrics.preview(plan.dataset)
     cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
     price = ctx.usage(cached=False)
     return {

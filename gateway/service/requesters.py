@@ -3,6 +3,11 @@
 A secret is shown once, when a client is created or its secret rotated; the store keeps only
 its scrypt hash. A suspension is in the store at once and in this replica's view of active
 clients before the call returns; other replicas pick it up at their next poll (R-AU-05).
+
+Every client of every kind (requester, merchant, source department, bureau, ops) can be
+suspended, resumed and rotated (issue 19 point 4): by the bureau for any client, by an
+organisation for its own. No client suspends itself, so the bureau's own clients are stopped by
+a second bureau client or from the command line (`gateway client suspend`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from gateway.auth.secrets import hash_secret, new_secret
 from gateway.auth.tokens import Principal
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
 from gateway.service.visibility import visible
 from gateway.store import identity, requesters
@@ -78,7 +83,7 @@ async def create_client(runtime: Runtime, who: Principal, org_id: str, client_id
 
 
 async def rotate_secret(runtime: Runtime, who: Principal, client_id: str) -> dict[str, Any]:
-    """The bureau rotates any registered client's secret; a requester or merchant its own org's."""
+    """The bureau rotates any client's secret; an organisation its own clients'."""
     row = await _visible_client(runtime, who, client_id)
     secret = new_secret()
     digest = await asyncio.to_thread(hash_secret, secret)
@@ -87,12 +92,9 @@ async def rotate_secret(runtime: Runtime, who: Principal, client_id: str) -> dic
 
 
 async def _visible_client(runtime: Runtime, who: Principal, client_id: str) -> requesters.ClientRow:
-    def read(tx: Tx) -> tuple[requesters.ClientRow | None, requesters.Org | None]:
-        row = requesters.get_client_row(tx, client_id)
-        return row, requesters.get_org(tx, row.org_id) if row else None
-    row, org = await runtime.store.read(read)
-    registrable = org is not None and org.kind in REGISTRABLE_KINDS
-    return visible(row, lambda r: registrable and (who.has("bureau") or r.org_id == who.org_id), "client")
+    """Any client for the bureau; an organisation's own clients for it; else 404."""
+    row = await runtime.store.read(requesters.get_client_row, client_id)
+    return visible(row, lambda r: who.has("bureau") or r.org_id == who.org_id, "client")
 
 
 async def set_org_status(runtime: Runtime, who: Principal, org_id: str, status: str, reason: str) -> dict[str, Any]:
@@ -106,6 +108,9 @@ async def set_org_status(runtime: Runtime, who: Principal, org_id: str, status: 
 async def set_client_status(runtime: Runtime, who: Principal, client_id: str, status: str,
                             reason: str) -> dict[str, Any]:
     row = await _visible_client(runtime, who, client_id)
+    if status == "suspended" and row.client_id == who.client_id:
+        raise Conflict("a client cannot suspend itself; use another client of the organisation "
+                       "or `gateway client suspend` on the store")
     await runtime.store.write(requesters.set_client_status, row.client_id, status, who.client_id, reason)
     await _refresh_clients(runtime)
     fresh = await runtime.store.read(requesters.get_client_row, client_id)

@@ -4,6 +4,11 @@ An application waits for the bureau's approval and, where the dataset's policy a
 source department's co-signature, in either order; the step that completes the pair creates
 the grant in the same transaction. Row locks on PostgreSQL keep two approvers from both
 completing it.
+
+Each step is held against the policy in force when it is taken (`Rules`), not the one at filing:
+a co-signature newly required is awaited, an automatic approval the policy no longer gives
+lapses. A co-signature records the terms it covers; an approval past them voids it
+(`application.cosign_voided`) and a new one is awaited (issue 19 points 6 and 7).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from gateway.clock import utc_now_text
 from gateway.core.budget import nano_to_float
+from gateway.core.cosign import AUTO_APPROVER, Rules, Terms, widenings
 from gateway.errors import Conflict
 from gateway.store import audit
 from gateway.store import grants as store_grants
@@ -42,6 +48,15 @@ class Application:
     grant_id: str | None = None
     created_at: str = ""
     updated_at: str = ""
+    cosign_terms: str | None = None  # canonical JSON of the Terms co-signed
+
+    @property
+    def terms(self) -> Terms:
+        """The terms as they stand: the bureau's approval where given, else the request."""
+        subject = f"product:{self.product_id}" if self.product_id else f"dataset:{self.dataset}"
+        if self.bureau_at is not None and self.epsilon_approved_nano is not None:
+            return Terms(self.epsilon_approved_nano, self.valid_until, self.purpose, subject)
+        return Terms(self.epsilon_requested_nano, self.valid_until_requested, self.purpose, subject)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,13 +66,20 @@ class Application:
             "valid_until_requested": self.valid_until_requested, "status": self.status,
             "approvals": {
                 "bureau": {"by": self.bureau_by, "at": self.bureau_at} if self.bureau_at else None,
-                "source": ({"by": self.cosign_by, "at": self.cosign_at} if self.cosign_at else None)
-                if self.needs_cosign else "not required",
+                "source": ({"by": self.cosign_by, "at": self.cosign_at, "terms": _terms_view(self.cosign_terms)}
+                           if self.cosign_at else None) if self.needs_cosign else "not required",
             },
             "epsilon_approved": nano_to_float(self.epsilon_approved_nano) if self.epsilon_approved_nano else None,
             "valid_until": self.valid_until, "reason": self.decided_reason, "grant_id": self.grant_id,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
+
+
+def _terms_view(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    terms = Terms.from_json(text)
+    return {"epsilon_per_period": nano_to_float(terms.epsilon_nano), "valid_until": terms.valid_until}
 
 
 _COLUMNS = ", ".join(f.name for f in fields(Application))
@@ -131,7 +153,7 @@ def _pending(tx: Tx, application_id: str) -> Application:
 
 
 def approve(tx: Tx, application_id: str, actor: str, epsilon_nano: int, valid_until: str | None,
-            auto: bool = False) -> Application:
+            auto: bool = False, rules: Rules | None = None) -> Application:
     """The bureau's approval (or the policy's automatic one); a grant if nothing else is awaited."""
     app = _pending(tx, application_id)
     if app.bureau_at is not None:
@@ -142,23 +164,38 @@ def approve(tx: Tx, application_id: str, actor: str, epsilon_nano: int, valid_un
                (actor, now, epsilon_nano, valid_until, now, application_id))
     audit.append(tx, "application.auto_approved" if auto else "application.approved", actor, application_id,
                  {"epsilon_nano": epsilon_nano, "valid_until": valid_until})
-    return _grant_when_complete(tx, application_id, actor)
+    approved = get_application(tx, application_id)
+    assert approved is not None
+    if approved.cosign_at is not None and approved.cosign_terms:
+        widened = widenings(approved.terms, Terms.from_json(approved.cosign_terms))
+        if widened:  # not what the department signed: its signature no longer stands
+            tx.execute("UPDATE applications SET cosign_by = NULL, cosign_at = NULL, cosign_terms = NULL "
+                       "WHERE application_id = ?", (application_id,))
+            audit.append(tx, "application.cosign_voided", actor, application_id,
+                         {"because": widened, "cosigned_by": approved.cosign_by})
+    return _grant_when_complete(tx, application_id, actor, rules)
 
 
-def cosign(tx: Tx, application_id: str, actor: str) -> Application:
+def cosign(tx: Tx, application_id: str, actor: str, rules: Rules | None = None) -> Application:
+    """The source department's co-signature over the terms as they stand now."""
     app = _pending(tx, application_id)
-    if not app.needs_cosign or app.cosign_at is not None:
+    needed = rules.needs_cosign if rules is not None else app.needs_cosign
+    if not needed or app.cosign_at is not None:
         raise Conflict("this application awaits no co-signature")
     now = utc_now_text()
-    tx.execute("UPDATE applications SET cosign_by = ?, cosign_at = ?, updated_at = ? WHERE application_id = ?",
-               (actor, now, now, application_id))
-    audit.append(tx, "application.cosigned", actor, application_id, {"dataset": app.dataset})
-    return _grant_when_complete(tx, application_id, actor)
+    terms = app.terms
+    tx.execute("UPDATE applications SET cosign_by = ?, cosign_at = ?, cosign_terms = ?, needs_cosign = 1, "
+               "updated_at = ? WHERE application_id = ?", (actor, now, terms.as_json(), now, application_id))
+    audit.append(tx, "application.cosigned", actor, application_id,
+                 {"dataset": app.dataset, "epsilon_nano": terms.epsilon_nano, "valid_until": terms.valid_until})
+    return _grant_when_complete(tx, application_id, actor, rules)
 
 
-def _grant_when_complete(tx: Tx, application_id: str, actor: str) -> Application:
+def _grant_when_complete(tx: Tx, application_id: str, actor: str, rules: Rules | None = None) -> Application:
     app = get_application(tx, application_id)
     assert app is not None
+    if rules is not None:
+        app = _hold_to(tx, app, rules, actor)
     if app.bureau_at is None or (app.needs_cosign and app.cosign_at is None):
         return app
     assert app.epsilon_approved_nano is not None
@@ -170,6 +207,22 @@ def _grant_when_complete(tx: Tx, application_id: str, actor: str) -> Application
                (grant_id, now, application_id))
     audit.append(tx, "application.granted", actor, application_id, {"grant": grant_id})
     return replace(app, status="approved", grant_id=grant_id, updated_at=now)
+
+
+def _hold_to(tx: Tx, app: Application, rules: Rules, actor: str) -> Application:
+    """The application under the policy in force now: whether a co-signature is needed, and
+    whether an automatic approval still stands (else it lapses and the bureau is awaited)."""
+    if bool(app.needs_cosign) != rules.needs_cosign:
+        tx.execute("UPDATE applications SET needs_cosign = ? WHERE application_id = ?",
+                   (int(rules.needs_cosign), app.application_id))
+        app = replace(app, needs_cosign=rules.needs_cosign)
+    if app.bureau_by == AUTO_APPROVER and not rules.auto_approval_holds:
+        tx.execute("UPDATE applications SET bureau_by = NULL, bureau_at = NULL, epsilon_approved_nano = NULL, "
+                   "valid_until = NULL WHERE application_id = ?", (app.application_id,))
+        audit.append(tx, "application.auto_approval_lapsed", actor, app.application_id,
+                     {"reason": "the policy in force no longer approves it automatically"})
+        app = replace(app, bureau_by=None, bureau_at=None, epsilon_approved_nano=None, valid_until=None)
+    return app
 
 
 def reject(tx: Tx, application_id: str, actor: str, reason: str) -> Application:

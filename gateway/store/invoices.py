@@ -166,14 +166,6 @@ def revenue_rules(tx: Tx, versions: Sequence[str]) -> dict[str, tuple[tuple[str,
     return {r[0]: tuple(sorted(json.loads(r[1])["revenue_shares"].items())) for r in rows}
 
 
-def issue_credit(tx: Tx, note: CreditItem, actor: str) -> str:
-    now = utc_now_text()
-    tx.execute("INSERT INTO credit_notes (credit_id, org_id, dataset, product_id, refers_to_period, amount_minor, "
-               "currency, policy_version, merchant_org, reason, created_by, created_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (note.credit_id, note.org_id, note.dataset, note.product_id, note.refers_to_period,
-                note.amount_minor, note.currency, note.policy_version, note.merchant_org, note.reason, actor, now))
-    audit.append(tx, "credit_note.issued", actor, note.credit_id,
-                 {"org": note.org_id, "dataset": note.dataset, "amount_minor": note.amount_minor,
-                  "currency": note.currency, "refers_to": note.refers_to_period, "reason": note.reason})
-    return now
+def usage_items(tx: Tx, where: str, params: Sequence[Any]) -> list[UsageItem]:
+    """Usage records (as invoice items) matching a WHERE clause over `usage_records u`."""
+    return [_usage(r) for r in tx.all(_USAGE + " WHERE " + where, params)]

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.clock import utc_now_text
 from gateway.core.canonical import canonical_json
 from gateway.errors import Conflict
-from gateway.store import audit
+from gateway.store import audit, product_status
 from gateway.store.db import Tx
 
 
@@ -157,6 +157,7 @@ def publish(tx: Tx, product_id: str, version: int, actor: str) -> None:
     _move(tx, v, "published", actor, None)
     tx.execute("UPDATE products SET published_version = ?, updated_at = ? WHERE product_id = ?",
                (version, utc_now_text(), product_id))
+    product_status.reopen_on_publish(tx, product_id)
 
 
 def reject(tx: Tx, product_id: str, version: int, actor: str, reason: str) -> None:

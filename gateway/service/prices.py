@@ -1,0 +1,45 @@
+"""The price of a call is the one in force when its release commits (R-BI-05), not at its start.
+
+A release can take seconds; a policy or product version published meanwhile sets its price. In
+the commit transaction the dataset's policy version and the product's published version are
+read again, and the call is priced by them, with their price version on the usage record. The
+policy is taken from this replica's registry when it already knows that version, and read from
+the store otherwise (another replica published it since the last poll).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from gateway.core.policy import DatasetPolicy, Pricing
+from gateway.ids import new_id
+from gateway.runtime.registry import policy_from_document
+from gateway.service.admission import Admitted
+from gateway.store import ledger
+from gateway.store.db import Tx
+
+
+def price_at_commit(tx: Tx, ctx: Admitted, cached: bool,
+                    known: Mapping[str, DatasetPolicy]) -> tuple[ledger.Usage, Pricing | None]:
+    """The usage priced as of now, and the ad-hoc pricing it came from (None for a product)."""
+    if ctx.product is not None:
+        row = tx.one("SELECT p.published_version, v.definition FROM products p JOIN product_versions v "
+                     "ON v.product_id = p.product_id AND v.version = p.published_version WHERE p.product_id = ?",
+                     (ctx.product.product_id,))
+        if row is None or int(row[0]) == ctx.product.version:
+            return ctx.usage(cached), None
+        definition = json.loads(row[1])
+        return ledger.Usage(new_id(), int(definition["price_minor"]), str(definition["currency"]),
+                            f"product:{ctx.product.product_id}@{int(row[0])}"), None
+    row = tx.one("SELECT policy_version FROM datasets WHERE dataset = ?", (ctx.plan.dataset,))
+    if row is None or row[0] == ctx.policy.version:
+        return ctx.usage(cached), ctx.policy.pricing
+    policy = known.get(ctx.plan.dataset)
+    if policy is None or policy.version != row[0]:
+        document = tx.one("SELECT document FROM policy_versions WHERE version = ?", (row[0],))
+        assert document is not None, "a dataset points at a stored policy version"
+        policy = policy_from_document(json.loads(document[0]))
+    pricing = policy.pricing
+    price = pricing.cached_call_minor if cached else pricing.per_call_minor
+    return ledger.Usage(new_id(), price, pricing.currency, f"policy:{row[0]}"), pricing

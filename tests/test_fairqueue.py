@@ -1,0 +1,92 @@
+"""The sandbox's queue lends workers to organisations in turn (issue 19 point 1, issue 11 point 5).
+
+A first-come queue let one organisation's burst hold the worker for everyone after it; in turn,
+a newcomer waits for at most one turn of each organisation already waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.dp.fairqueue import FairQueue
+
+
+async def served_order(queue: FairQueue[str], asks: list[str]) -> list[str]:
+    """While the one worker is busy, `asks` queue up in this order; then each takes the worker in
+    turn, notes its owner and gives the worker back."""
+    order: list[str] = []
+    busy = await queue.get("whoever")
+
+    async def ask(owner: str) -> None:
+        worker = await queue.get(owner)
+        order.append(owner)
+        await asyncio.sleep(0)
+        queue.put(worker)
+
+    tasks = []
+    for owner in asks:
+        tasks.append(asyncio.ensure_future(ask(owner)))
+        await asyncio.sleep(0)  # queued in this order
+    queue.put(busy)
+    await asyncio.gather(*tasks)
+    return order
+
+
+async def test_a_flood_does_not_stand_in_front_of_a_newcomer() -> None:
+    queue: FairQueue[str] = FairQueue()
+    queue.put("worker")
+    order = await served_order(queue, ["flood"] * 8 + ["victim"])
+    # The victim goes second (after one turn of the flood), not ninth.
+    assert order.index("victim") == 1, order
+
+
+async def test_owners_take_turns_and_keep_their_own_order() -> None:
+    queue: FairQueue[str] = FairQueue()
+    queue.put("worker")
+    order = await served_order(queue, ["a", "a", "a", "b", "b", "c"])
+    assert order == ["a", "b", "c", "a", "b", "a"], order
+
+
+async def test_an_owner_served_directly_is_behind_a_newcomer() -> None:
+    """The flood took the free worker without waiting; its next ask still queues behind the victim."""
+    queue: FairQueue[str] = FairQueue()
+    queue.put("worker")
+    running = await queue.get("flood")
+    order: list[str] = []
+
+    async def ask(owner: str) -> None:
+        worker = await queue.get(owner)
+        order.append(owner)
+        queue.put(worker)
+
+    flood = asyncio.ensure_future(ask("flood"))
+    await asyncio.sleep(0)
+    victim = asyncio.ensure_future(ask("victim"))
+    await asyncio.sleep(0)
+    queue.put(running)
+    await asyncio.gather(flood, victim)
+    assert order == ["victim", "flood"]
+
+
+async def test_a_caller_that_gives_up_loses_its_turn_not_the_worker() -> None:
+    queue: FairQueue[str] = FairQueue()
+    queue.put("worker")
+    held = await queue.get("a")
+    gone = asyncio.ensure_future(queue.get("b"))
+    stays = asyncio.ensure_future(queue.get("c"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    queue.put(held)
+    assert await stays == "worker"
+    assert queue.waiting() == 0 and queue.idle() == 0
+    queue.put("worker")
+    assert queue.idle() == 1
+
+
+async def test_with_nobody_waiting_a_free_worker_is_taken_at_once() -> None:
+    queue: FairQueue[int] = FairQueue()
+    for n in range(3):
+        queue.put(n)
+    assert [await queue.get("x") for _ in range(3)] == [0, 1, 2]
+    assert queue.idle() == 0
