@@ -26,8 +26,8 @@ from gateway.ids import new_id
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
-from gateway.service.prices import price_at_commit
 from gateway.service.answers import ALPHA, MAX_VIEWS, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.prices import price_at_commit
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
 from gateway.store import idempotency, ledger
