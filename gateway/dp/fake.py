@@ -58,8 +58,9 @@ class FakeSandbox:
         aggregates = canonical_aggregates(checked.plan.aggregates)
         key_values = [self._categories(checked.policy, k) for k in keys]
         rows = tuple((*combo, *(self.answer for _ in aggregates)) for combo in itertools.product(*key_values))
-        return Release((*keys, *(a.label for a in aggregates)), rows, self.loaded[dataset],
-                       {a.label: None for a in aggregates}, alpha)
+        no_bound = {a.label: None for a in aggregates}
+        return Release((*keys, *(a.label for a in aggregates)), rows, self.loaded[dataset], no_bound, alpha,
+                       row_accuracy=tuple(dict(no_bound) for _ in rows))
 
     async def preview(self, checked: CheckedPlan, alpha: float = 0.05, org: str = "") -> dict[str, Any]:
         self.calls.append(("preview", checked.policy.dataset))
