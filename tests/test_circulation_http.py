@@ -85,7 +85,7 @@ def test_the_whole_story(gw: Gateway, harbour: Caller) -> None:
     assert app["status"] == "pending" and app["approvals"]["source"] is None
     ok(gw.api("POST", f"/v1/applications/{app['id']}/cosign", "demo-source-psb"))
     done = ok(gw.api("POST", f"/v1/applications/{app['id']}/approve", "demo-bureau",
-                     {"epsilon_per_period": 4, "valid_until": "2099-01-01T00:00:00Z"}))
+                     {"epsilon_per_period": 4, "valid_until": "2036-01-01T00:00:00Z"}))
     assert done["status"] == "approved" and done["epsilon_approved"] == 4.0 and done["grant_id"]
     grant = ok(harbour.api("GET", f"/v1/grants/{done['grant_id']}"))
     assert grant["status"] == "active" and grant["epsilon_per_period"] == 4.0
