@@ -135,8 +135,8 @@ def product_pricing(body: Mapping[str, Any], price_minor: int) -> dict[str, Any]
                      out.get("trial_price_minor"), out.get("trial_until"))
     problems = _plan_problems(plan)
     if problems:
-        raise InvalidRequest("; ".join(message.replace("cached_call_minor", "cached_price_minor")
-                                       for _f, message in problems))
+        named = {"cached_call_minor": "cached_price_minor"}  # the policy's name of the field, the product's
+        raise InvalidRequest("; ".join(f"{named.get(f, f)}: {message}" for f, message in problems))
     return out
 
 
