@@ -238,13 +238,12 @@ def test_special_fund_shares_sum_to_the_vouchers_applied() -> None:
     assert statements["psb"]["special_fund_minor"] == sum(paid["psb"].values())
 
 
-def test_settled_csv_closes_with_vouchers_and_amount_due() -> None:
+def test_settled_csv_adds_vouchers_and_the_amount_due_as_columns() -> None:
     out, _ = settle(invoice(500), (), [Voucher("v", 120, "2026-01-01", "2026-12-31")], {})
     rows = list(csv.reader(io.StringIO(settled_csv(out).decode())))
-    assert rows[-3][0] == "total" and rows[-3][9] == "500"
-    assert rows[-2][0] == "vouchers" and rows[-2][9] == "-120" and rows[-2][11] == "v 120"
-    assert rows[-1][0] == "amount_due" and rows[-1][9] == "380"
-    assert {len(r) for r in rows} == {12}
+    assert rows[0][-2:] == ["vouchers_minor", "amount_due_minor"] and rows[1][-2:] == ["120", ""]
+    assert rows[-1][0] == "total" and rows[-1][9] == "500" and rows[-1][-2:] == ["120", "380"]
+    assert {len(r) for r in rows} == {14}
 
 
 # ---------------------------------------------------------------- allowed revenue
