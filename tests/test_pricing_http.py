@@ -303,3 +303,28 @@ def test_the_report_command_on_a_missing_state_folder_creates_nothing(tmp_path: 
     done = subprocess.run([str(BIN / "gateway"), "report", "annual", "--year", "2026", "--state-dir", str(missing)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "nowhere" in done.stderr and not missing.exists()
+
+
+def _publish(gw: Gateway, product_id: str, sql: str, **price: Any) -> None:
+    draft = {"id": product_id, "dataset": "residents", "title": product_id.replace("-", " ").title(), "sql": sql,
+             "parameters": [{"name": "min_age", "type": "integer", "minimum": 0, "maximum": 100, "example": 18}],
+             "epsilon": "0.05", **price}
+    ok(gw.api("POST", "/v1/products", "demo-merchant", draft), 201)
+    ok(gw.api("POST", f"/v1/products/{product_id}/versions/1/submit", "demo-merchant"))
+    ok(gw.api("POST", f"/v1/products/{product_id}/versions/1/publish", "demo-bureau"))
+
+
+def test_a_subscription_charges_the_month_once_and_volume_charges_per_cell(gw: Gateway) -> None:
+    grouped = "SELECT township, COUNT(*) AS n, AVG(income) AS m FROM residents WHERE age >= :min_age GROUP BY township"
+    _publish(gw, "monthly-towns", grouped, price_minor=2000, price_model="per_month")
+    _publish(gw, "cells-towns", grouped, price_minor=2, price_model="per_cell", cached_price_minor=1)
+    invoke = lambda product, age, client="demo-bank": ok(gw.api(  # noqa: E731
+        "POST", f"/v1/products/{product}/invoke", client, {"params": {"min_age": age}}))
+    assert [invoke("monthly-towns", age)["usage"]["price_minor"] for age in (20, 30, 20)] == [2000, 0, 0]
+    assert invoke("monthly-towns", 40, "demo-insurer")["usage"]["price_minor"] == 2000  # its own month
+    assert invoke("monthly-towns", 40, "demo-research")["usage"]["price_minor"] == 0  # public interest: free
+    fresh, cached = invoke("cells-towns", 25), invoke("cells-towns", 25)
+    assert fresh["usage"]["price_minor"] == 20 * 2 * 2 and len(fresh["rows"]) == 20  # townships x 2 values
+    assert cached["cached"] and cached["usage"]["price_minor"] == 20 * 2 * 1
+    board = {i.get("product_id"): i for i in ok(call("GET", gw.base + "/v1/public/prices"))["items"]}
+    assert board["monthly-towns"]["model"] == "per_month" and board["cells-towns"]["model"] == "per_cell"
