@@ -157,6 +157,6 @@ async def price_board(runtime: Runtime) -> dict[str, Any]:
     its model, the cap and the registration code. The same list the console shows publicly."""
     policies = [(p.dataset, p.title, dict(p.document["pricing"])) for p in sorted(
         runtime.registry.policies.values(), key=lambda p: p.dataset)
-        if p.queryable and runtime.registry.status.get(p.dataset, "active") != "withdrawn"]
+        if p.queryable and not runtime.registry.withdrawn(p.dataset)]
     items = await runtime.store.read(_board, policies, today(runtime))
     return {"currency": runtime.settings.currency, "items": items}
