@@ -83,6 +83,11 @@ def test_the_price_board_is_public_exact_and_within_caps(gw: Gateway, spec: dict
     assert len(rows) == len(board["items"]) and rows[0].keys() == {"product_id", "dataset", *BOARD_FIELDS}
     assert {r["product_id"] or r["dataset"]: int(r["price_minor"]) for r in rows} == \
         {k: v["price_minor"] for k, v in by_id.items()}
+    assert call("GET", gw.base + "/v1/public/prices?format=csv").body == text.body
+    page = call("GET", gw.base + "/console/prices", headers={"Accept-Language": "en"})
+    assert page.status == 200 and b"Public price board" in page.body  # the same list, no sign-in
+    assert all(item["title"].encode() in page.body for item in board["items"])
+    assert "公开价格目录" in call("GET", gw.base + "/console/prices").body.decode()
 
 
 def test_a_cap_is_a_separate_act_and_refuses_prices_above_it(gw: Gateway, spec: dict[str, Any]) -> None:

@@ -34,12 +34,12 @@ def _board_csv(items: list[dict[str, Any]]) -> bytes:
 
 
 @route("GET", "/v1/public/prices", PUBLIC)
-@api(response="PriceBoard", alternatives=("text/csv",))
+@api(response="PriceBoard", query=("format",), alternatives=("text/csv",))
 async def get_price_board(request: web.Request) -> web.Response:
     """The public price board: every price in force, its model, fee cap, trial end and registration."""
     board = await pricing.price_board(request.app[RUNTIME])
     headers = {"Cache-Control": "public, max-age=60"}
-    if wants_csv(request):
+    if request.query.get("format") == "csv" or wants_csv(request):
         return web.Response(body=_board_csv(board["items"]), content_type="text/csv", charset="utf-8", headers=headers)
     return web.json_response(board, headers=headers)
 
