@@ -6,19 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.cli.args import settings_of, state_args
+from gateway.cli.args import existing_store, settings_of, state_args
 from gateway.core.annual_render import RENDERERS
 from gateway.errors import GatewayError
 from gateway.service.report import annual_for_cli
 from gateway.settings import Settings
-from gateway.store.schema import open_store
 
 
 def annual(settings: Settings, year: str, fmt: str) -> bytes:
     """The same bytes as `GET /v1/reports/annual/{year}` (ended periods are closed first)."""
-    if not settings.store_dsn and not (settings.state_path / "gateway.db").is_file():
-        raise GatewayError(f"no gateway state in {settings.state_path}")
-    store = open_store(settings.store_dsn, settings.state_path, pool_size=2)
+    store = existing_store(settings)
     try:
         return annual_for_cli(store, settings, year, fmt)
     finally:
