@@ -18,6 +18,7 @@
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── Unprocessable                 422 unprocessable
     │   ├── PolicyViolation           422 policy_violation   (with every reason)
+    │   ├── PriceOverCap              422 price_over_cap     (with every reason)
     │   └── IdempotencyKeyReused      422 idempotency_key_reused
     ├── RateLimited                   429 rate_limited       (with Retry-After)
     ├── ReleaseFailed                 500 release_failed     (after data was touched: generic)
@@ -154,6 +155,16 @@ class PolicyViolation(Unprocessable):
 
     def __init__(self, reasons: Sequence[str]) -> None:
         super().__init__("; ".join(reasons), extra={"reasons": list(reasons)})
+        self.reasons = tuple(reasons)
+
+
+class PriceOverCap(Unprocessable):
+    """A price (or trial price) above the fee cap the bureau set, or in another model."""
+
+    code, title = "price_over_cap", "The price exceeds its fee cap"
+
+    def __init__(self, detail: str, reasons: Sequence[str]) -> None:
+        super().__init__(detail, extra={"reasons": list(reasons)})
         self.reasons = tuple(reasons)
 
 

@@ -81,9 +81,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/invoices/{period}"): frozenset({R}),
     ("GET", "/v1/revenue/{period}"): frozenset({B, S, M}),
     ("POST", "/v1/credit-notes"): frozenset({B}),
+    ("GET", "/v1/public/prices"): PUBLIC,
+    ("POST", "/v1/price-caps"): frozenset({B}),
+    ("GET", "/v1/price-caps"): frozenset({B}),
+    ("GET", "/v1/revenue/allowed/{year}"): frozenset({B}),
+    ("PUT", "/v1/revenue/allowed/{year}"): frozenset({B}),
+    ("POST", "/v1/vouchers"): frozenset({B}),
+    ("GET", "/v1/vouchers"): frozenset({R, B}),
+    ("GET", "/v1/vouchers/{voucher_id}"): frozenset({R, B}),
+    ("GET", "/v1/reports/annual/{year}"): frozenset({B}),
 }
 CALLERS = {R: "demo-bank", B: "demo-bureau", S: "demo-source-psb", M: "demo-merchant", OPS: "demo-ops"}
-FILL = {"period": "2099-01", "version": "1"}
+FILL = {"period": "2099-01", "version": "1", "year": "2099"}
 ROLE_REFUSAL = "your role ("  # ... "does not allow this; it needs the <role> role" (issue 12.9)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.auth.secrets import hash_secret, new_secret
+from gateway.cli.demo_pricing import seed_demo_pricing, trial_end
 from gateway.core.budget import to_nano
 from gateway.settings import Settings
 from gateway.statefolder import state_lock
@@ -21,6 +22,7 @@ from gateway.store.db import Store, Tx
 CLIENTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("demo-bank", "lingxi-rural-bank", "requester", ("requester",)),
     ("demo-insurer", "county-mutual-insurance", "requester", ("requester",)),
+    ("demo-research", "county-rural-research-institute", "requester", ("requester",)),
     ("demo-bureau", "bureau", "bureau", ("bureau",)),
     ("demo-source-psb", "psb", "source", ("source",)),
     ("demo-source-amr", "amr", "source", ("source",)),
@@ -36,6 +38,10 @@ GRANTS: tuple[tuple[str, str, str], ...] = (
     ("county-mutual-insurance", "vehicles", "10"),
     ("county-mutual-insurance", "residents", "5"),
 )
+# Free public-interest use (priced 0, budgeted and audited): (organisation, dataset, limit, class)
+PUBLIC_GRANTS: tuple[tuple[str, str, str, str], ...] = (
+    ("county-rural-research-institute", "residents", "10", "public_interest"),
+)
 
 
 def _seed(tx: Tx, secrets: dict[str, str]) -> None:
@@ -49,6 +55,11 @@ def _seed(tx: Tx, secrets: dict[str, str]) -> None:
         grant_id = f"demo-grant-{n}"
         if tx.one("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)) is None:
             grants.create_grant(tx, grant_id, org, dataset, to_nano(Decimal(limit)), "system")
+    for n, (org, dataset, limit, purpose_class) in enumerate(PUBLIC_GRANTS, start=1):
+        grant_id = f"demo-public-grant-{n}"
+        if tx.one("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)) is None:
+            grants.create_grant(tx, grant_id, org, dataset, to_nano(Decimal(limit)), "system",
+                                purpose_class=purpose_class)
 
 
 def ensure_demo_county(store: Store, state_dir: Path, base_url: str) -> Path:
@@ -64,6 +75,7 @@ def _write_credentials(store: Store, path: Path, base_url: str) -> Path:
         secrets.setdefault(client_id, new_secret())
     store.run_sync(_seed, secrets)
     seed_demo_products(store)
+    seed_demo_pricing(store)
     clients: list[dict[str, Any]] = [
         {"client_id": cid, "client_secret": secrets[cid], "roles": list(roles), "organisation": org}
         for cid, org, _kind, roles in CLIENTS]
@@ -122,6 +134,7 @@ PRODUCTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "epsilon": "0.4", "price_minor": 600}),
 )
 DEMO_MERCHANT = "datasmith"
+TRIAL_PRODUCT, TRIAL_PRICE_MINOR = "vehicle-values-by-type", 300
 
 
 def seed_demo_products(store: Store) -> None:
@@ -135,6 +148,8 @@ def seed_demo_products(store: Store) -> None:
         policy = registry.policies.get(dataset)
         if policy is None:
             continue
+        if product_id == TRIAL_PRODUCT:  # on a trial price for its first months
+            body = {**body, "trial_price_minor": TRIAL_PRICE_MINOR, "trial_until": trial_end()}
         definition = build_definition(policy, body, max_sql_chars=8192)
         store.run_sync(seed_published, product_id, DEMO_MERCHANT, dataset, definition, policy.version,
                        "system")

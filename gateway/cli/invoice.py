@@ -7,7 +7,7 @@ import json
 import sys
 
 from gateway.cli.args import CommandFailed, existing_store, settings_of, state_args
-from gateway.core.billing import invoice_csv
+from gateway.core.settlement import settled_csv
 from gateway.errors import GatewayError
 from gateway.service.billing import invoices_for_cli
 from gateway.settings import Settings
@@ -35,7 +35,7 @@ def print_invoices(settings: Settings, period: str, org_id: str | None, as_csv: 
         grand_total += doc["total_minor"]
         if as_csv:
             sys.stdout.write(f"# {org}\n" if org_id is None else "")
-            sys.stdout.write(invoice_csv(doc).decode())
+            sys.stdout.write(settled_csv(doc).decode())
         else:
             sys.stdout.write(body.decode() + "\n")
     print(f"{len(found)} invoice(s) for {period}, total {grand_total} minor units ({settings.currency})",

@@ -7,14 +7,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import audit, client, demo, invoice, keys, policy, receipt, serve, store, user
+from gateway.cli import audit, client, demo, invoice, keys, policy, receipt, report, serve, store, user
 from gateway.cli.args import CommandFailed
 from gateway.errors import GatewayError, PolicyInvalid
 from gateway.settings import SettingsError
 from gateway.statefolder import StateFolderBusy, StateMissing
 from gateway.store.schema import StoreMissing
 
-GROUPS = (serve, demo, policy, invoice, client, user, keys, audit, store, receipt)
+GROUPS = (serve, demo, policy, invoice, report, client, user, keys, audit, store, receipt)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,7 @@ def all_pages() -> tuple[Page, ...]:
         bureau_pages,
         people_pages,
         policy_pages,
+        prices_page,
         products_pages,
         requester_pages,
         source_pages,
@@ -41,7 +42,7 @@ def all_pages() -> tuple[Page, ...]:
     )
 
     return (people_pages.PAGES + requester_pages.PAGES + applications_pages.PAGES + products_pages.PAGES
-            + bureau_pages.PAGES + policy_pages.PAGES + source_pages.PAGES + status_pages.PAGES)
+            + bureau_pages.PAGES + policy_pages.PAGES + source_pages.PAGES + status_pages.PAGES + prices_page.PAGES)
 
 
 def create_environment(app: web.Application) -> jinja2.Environment:

@@ -139,6 +139,7 @@ def build_policy(doc: dict[str, Any]) -> DatasetPolicy:
     imp = doc.get("important", {})
     pk = doc.get("private_keys", {"allowed": False})
     pricing = doc["pricing"]
+    price = pricing.get("price_minor", pricing.get("per_call_minor", 0))  # per_call_minor: the older name
     access = doc.get("access", {})
     rate = doc.get("rate_limit", {})
     budget = doc["budget"]
@@ -161,8 +162,8 @@ def build_policy(doc: dict[str, Any]) -> DatasetPolicy:
         lifetime_cap=decimal_of(budget["lifetime_cap"]) if "lifetime_cap" in budget else None,
         default_grant=decimal_of(budget.get("default_grant", "10")),
         cache_scope=doc.get("cache_scope", "requester"),
-        pricing=Pricing(pricing.get("currency", "CNY"), pricing["per_call_minor"],
-                        pricing.get("cached_call_minor", pricing["per_call_minor"]),
+        pricing=Pricing(pricing.get("currency", "CNY"), price,
+                        pricing.get("cached_call_minor", price),
                         pricing.get("free_calls_per_period", 0)),
         revenue_shares=tuple(sorted(doc["revenue_shares"].items())),
         requires_source_cosign=access.get("requires_source_cosign", False),

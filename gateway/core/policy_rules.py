@@ -11,6 +11,7 @@ import jsonschema
 
 from gateway.core.policy import BASIS_POINTS, OBJECT_STORE_SCHEMES, decimal_of
 from gateway.core.policy_yaml import Problems
+from gateway.core.pricing import policy_pricing_problems
 
 
 class Sound:
@@ -67,6 +68,9 @@ def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> No
         _check_shares(doc, problems, sound)
     if sound("source"):
         _check_source(doc["source"], problems)
+    if sound("pricing"):
+        for path, message in policy_pricing_problems(doc["pricing"]):
+            problems.add(path, message)
 
 
 def _check_unit(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.console import setup_console
 from gateway.dp.port import SandboxPort
-from gateway.http import admin, applications, basics, billing, openapi, products, queries, supply
+from gateway.http import admin, applications, basics, billing, openapi, pricing, products, queries, supply
 from gateway.http.keys import RUNTIME
 from gateway.http.methods import options_middleware
 from gateway.http.observe import observe_middleware
@@ -30,7 +30,7 @@ MIDDLEWARES = (observe_middleware, problem_middleware, options_middleware)
 
 def all_routes() -> tuple[Route, ...]:
     return (basics.ROUTES + queries.ROUTES + supply.ROUTES + admin.ROUTES + applications.ROUTES + products.ROUTES
-            + billing.ROUTES + openapi.ROUTES)
+            + billing.ROUTES + pricing.ROUTES + openapi.ROUTES)
 
 
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:

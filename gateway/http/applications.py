@@ -18,11 +18,11 @@ DECIDERS = frozenset({"bureau", "source"})
 @api(request="ApplicationIn", response="Application", status=201)
 async def post_application(request: web.Request) -> web.Response:
     """Apply for a grant on a dataset (ad-hoc queries) or a product, with purpose and budget."""
-    body = await body_of(request, ("dataset", "product_id", "purpose", "epsilon_per_period", "valid_until"),
-                         ("purpose", "epsilon_per_period"))
+    body = await body_of(request, ("dataset", "product_id", "purpose", "epsilon_per_period", "valid_until",
+                                   "purpose_class"), ("purpose", "epsilon_per_period"))
     made = await applications.apply(request.app[RUNTIME], principal(request), body.get("dataset"),
                                     body.get("product_id"), body["purpose"], body["epsilon_per_period"],
-                                    body.get("valid_until"))
+                                    body.get("valid_until"), purpose_class=body.get("purpose_class"))
     return web.json_response(made, status=201)
 
 
@@ -46,10 +46,12 @@ async def get_application(request: web.Request) -> web.Response:
 @route("POST", "/v1/applications/{application_id}/approve", {"bureau"})
 @api(request="ApprovalIn", response="Application")
 async def approve_application(request: web.Request) -> web.Response:
-    """The bureau approves, possibly with a smaller budget and an expiry."""
-    body = await body_of(request, ("epsilon_per_period", "valid_until")) if request.can_read_body else {}
+    """The bureau approves, possibly with a smaller budget, an expiry or a corrected purpose class."""
+    body = (await body_of(request, ("epsilon_per_period", "valid_until", "purpose_class"))
+            if request.can_read_body else {})
     done = await applications.approve(request.app[RUNTIME], principal(request), request.match_info["application_id"],
-                                      body.get("epsilon_per_period"), body.get("valid_until"))
+                                      body.get("epsilon_per_period"), body.get("valid_until"),
+                                      purpose_class=body.get("purpose_class"))
     return web.json_response(done)
 
 

@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from gateway.core.billing import invoice_csv
+from gateway.core.settlement import settled_csv
 from gateway.http.admin import body_of
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import api
@@ -33,7 +33,7 @@ async def get_invoice(request: web.Request) -> web.Response:
     """The caller's invoice for a month; `Accept: text/csv` for CSV. Closed months never change."""
     body = await billing.invoice(request.app[RUNTIME], principal(request).org_id, request.match_info["period"])
     if wants_csv(request):
-        return web.Response(body=invoice_csv(json.loads(body)), content_type="text/csv", charset="utf-8")
+        return web.Response(body=settled_csv(json.loads(body)), content_type="text/csv", charset="utf-8")
     return web.Response(body=body, content_type="application/json")
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from gateway.http.openapi_pricing import PRICING_SCHEMAS
 from gateway.http.openapi_schemas import SCHEMAS, ref
 from gateway.http.routing import PUBLIC, Route, route
 
@@ -146,7 +147,7 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
                                 "Every error is application/problem+json (RFC 9457)."},
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **PRICING_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                            "description": "An access token from POST /oauth/token."}},
         },

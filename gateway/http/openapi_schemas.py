@@ -51,17 +51,22 @@ _DRAFT_FIELDS: dict[str, Schema] = {
     "title": S, "description": S, "sql": {"type": "string", "description": "SQL with `:name` parameters in WHERE."},
     "parameters": {"type": "array", "items": ref("Parameter")}, "epsilon": EPSILON, "delta": EPSILON,
     "price_minor": MONEY, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    "price_model": {"enum": ["per_call", "per_month", "per_cell"]}, "cached_price_minor": MONEY,
+    "trial_price_minor": MONEY, "trial_until": {"type": "string", "format": "date"},
 }
+PURPOSE_CLASS: Schema = {"enum": ["public_governance", "public_interest", "industry"]}
 
 _INVOICE_LINE = obj(("line", "kind", "dataset", "quantity", "amount_minor", "currency"), line=INT,
-                    kind={"enum": ["usage", "credit"]}, dataset=S, product_id=NULL_S, usage_period=PERIOD, cached=B,
+                    kind={"enum": ["usage", "credit", "carry"]}, dataset=S, product_id=NULL_S, usage_period=PERIOD,
+                    cached=B,
                     price_version=S, policy_version=S, merchant=NULL_S, quantity=INT,
-                    unit_price_minor={"type": ["integer", "null"]}, amount_minor=MONEY, currency=S, reference=S)
+                    unit_price_minor={"type": ["integer", "null"]}, amount_minor=MONEY, currency=S, reference=S,
+                    vouchers_minor=MONEY)
 
 _STATEMENT = obj(("party", "period", "lines", "total_minor"), party=S, period=PERIOD, status=S, currency=S,
                  lines={"type": "array", "items": obj(dataset=S, product_id=NULL_S, currency=S, calls=INT,
-                                                      amount_minor=MONEY)},
-                 total_minor=MONEY, totals=ANY_OBJ)
+                                                      amount_minor=MONEY, special_fund_minor=MONEY)},
+                 total_minor=MONEY, totals=ANY_OBJ, special_fund_minor=MONEY)
 
 _BUDGET_LINE = obj(dataset=S, period=PERIOD, epsilon_limit=N, epsilon_spent=N, epsilon_remaining=N)
 
@@ -121,18 +126,22 @@ SCHEMAS: dict[str, Schema] = {
                         version=S, published=B,
                         changes={"type": "array", "items": obj(path=S, old={}, new={}, change=S)}),
     "ApplicationIn": obj(("purpose", "epsilon_per_period"), False, dataset=S, product_id=S, purpose=S,
-                         epsilon_per_period=EPSILON, valid_until={"type": "string", "format": "date-time"}),
+                         epsilon_per_period=EPSILON, valid_until={"type": "string", "format": "date-time"},
+                         purpose_class=PURPOSE_CLASS),
     "Application": obj(("id", "org_id", "dataset", "status"), id=S, org_id=S, client_id=S, dataset=S,
                        product_id=NULL_S, purpose=S, epsilon_per_period=N, valid_until_requested=TIME,
                        status={"enum": ["pending", "approved", "rejected", "closed"]}, approvals=ANY_OBJ,
                        epsilon_approved={"type": ["number", "null"]}, valid_until=TIME, reason=NULL_S,
-                       grant_id=NULL_S, created_at=TIME, updated_at=TIME),
+                       grant_id=NULL_S, created_at=TIME, updated_at=TIME, purpose_class=PURPOSE_CLASS,
+                       purpose_class_approved={"enum": [*PURPOSE_CLASS["enum"], None]}),
     "ApplicationList": items("Application"),
-    "ApprovalIn": obj((), False, epsilon_per_period=EPSILON, valid_until={"type": "string", "format": "date-time"}),
+    "ApprovalIn": obj((), False, epsilon_per_period=EPSILON, valid_until={"type": "string", "format": "date-time"},
+                      purpose_class=PURPOSE_CLASS),
     "Grant": obj(("id", "grant_id", "org_id", "dataset", "status"), id=S, grant_id=S, org_id=S, dataset=S,
                  product_id=NULL_S,
                  epsilon_per_period=N, valid_from=TIME, valid_until=TIME,
-                 status={"enum": ["active", "expired", "revoked", "ended"]}, created_at=TIME),
+                 status={"enum": ["active", "expired", "revoked", "ended"]}, created_at=TIME,
+                 purpose_class=PURPOSE_CLASS),
     "GrantList": items("Grant"),
     "OdrlAgreement": {"type": "object", "required": ["@context", "@type", "uid", "permission"], "properties": {
         "@context": {"type": "array"}, "@type": {"const": "Agreement"}, "uid": S,
@@ -163,10 +172,14 @@ SCHEMAS: dict[str, Schema] = {
     "InvoiceLine": _INVOICE_LINE,
     "Invoice": obj(("invoice_id", "org_id", "period", "status", "currency", "lines", "total_minor"), invoice_id=S,
                    org_id=S, period=PERIOD, status={"enum": ["open", "closed"]}, currency=S,
-                   lines={"type": "array", "items": ref("InvoiceLine")}, total_minor=MONEY, totals=ANY_OBJ),
+                   lines={"type": "array", "items": ref("InvoiceLine")}, total_minor=MONEY, totals=ANY_OBJ,
+                   vouchers_applied_minor=MONEY, amount_due_minor=MONEY,
+                   vouchers={"type": "array", "items": obj(("voucher_id", "amount_minor"), voucher_id=S,
+                                                           amount_minor=MONEY)}),
     "Statement": _STATEMENT,
     "RevenueStatements": obj(("period", "status", "statements"), period=PERIOD, status=S, currency=S,
-                             invoices_total_minor=MONEY, statements={"type": "array", "items": ref("Statement")}),
+                             invoices_total_minor=MONEY, statements={"type": "array", "items": ref("Statement")},
+                             vouchers_applied_minor=MONEY),
     "CreditNoteIn": obj(("org_id", "reason"), False, org_id=S,
                         usage_ids={"type": "array", "items": S, "minItems": 1, "maxItems": 1000},
                         invoice=obj(("period", "line"), False, period=PERIOD, line=INT),

@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gateway.auth.tokens import Principal
@@ -31,8 +32,8 @@ from gateway.core.checks import CheckedPlan, check_plan
 from gateway.core.cost import CostLimits, check_cost
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
+from gateway.core.pricing import INDUSTRY, PricePlan, call_class
 from gateway.errors import Forbidden, GatewayError, Unavailable
-from gateway.ids import new_id
 from gateway.metrics import REFUSAL_REASONS
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
@@ -61,6 +62,7 @@ class ProductCall:
     price_minor: int
     currency: str
     merchant_org: str
+    price: PricePlan | None = None  # the version's price model, trial and cached price
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Admitted:
     accounts: tuple[ledger.Account, ...]
     cache_scope: str
     idem_key: str | None
+    purpose_class: str = INDUSTRY  # of the grants that allow the call (core.pricing.call_class)
+    day: str = ""  # the county's calendar day of the call (trial prices end on one)
 
     @property
     def plan(self) -> Plan:
@@ -90,13 +94,11 @@ class Admitted:
         return {"dataset": self.plan.dataset, "policy_version": self.policy.version, "outcome": outcome,
                 "epsilon": nano_to_float(epsilon_nano)}
 
-    def usage(self, cached: bool) -> ledger.Usage:
+    @property
+    def price_version(self) -> str:
         if self.product is not None:
-            return ledger.Usage(new_id(), self.product.price_minor, self.product.currency,
-                                f"product:{self.product.product_id}@{self.product.version}")
-        pricing = self.policy.pricing
-        price = pricing.cached_call_minor if cached else pricing.per_call_minor
-        return ledger.Usage(new_id(), price, pricing.currency, f"policy:{self.policy.version}")
+            return f"product:{self.product.product_id}@{self.product.version}"
+        return f"policy:{self.policy.version}"
 
 
 def request_fingerprint(path: str, body: Any) -> str:
@@ -112,14 +114,16 @@ def usable_grants(grants: list[store_grants.Grant], dataset: str,
             and (g.product_id is None or (product_id is not None and g.product_id == product_id))]
 
 
-def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: ProductCall | None) -> int:
+def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: ProductCall | None) -> tuple[int, str]:
+    """The limit of the call's grants, and the purpose class they give it."""
     usable = usable_grants(grants, dataset, product.product_id if product else None)
     if not usable:
         raise Forbidden(f"you hold no grant for {'this product' if product else 'dataset ' + repr(dataset)}")
-    return max(g.epsilon_limit_nano for g in usable)
+    return max(g.epsilon_limit_nano for g in usable), call_class(g.purpose_class for g in usable)
 
 
-async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product: ProductCall | None) -> int:
+async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str,
+                          product: ProductCall | None) -> tuple[int, str]:
     """The requester's limit from its active grants, read at most every poll interval: a revoked
     grant stops within `suspension_poll_seconds`; a new one is seen at once (a miss re-reads)."""
     state = runtime.owned(AdmissionState)
@@ -169,14 +173,15 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     policy = runtime.registry.usable(plan.dataset)
     ensure_sandbox(runtime)
     current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
-    limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
+    limit, purpose_class = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
     checked = _checked(runtime, plan, policy, limit)
     check_cost(checked, cost_limits(runtime))  # what cannot finish in a worker is refused here (issue 19)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(grant_account(who.org_id, policy.dataset), limit), *_pool_accounts(runtime, policy))
     scope = who.org_id if policy.cache_scope == "requester" else "*"
-    return Admitted(who, checked, policy, product, period_at(time.time(), runtime.settings.zone), epsilon_nano,
-                    accounts, scope, idem_key)
+    zone = runtime.settings.zone
+    return Admitted(who, checked, policy, product, period_at(time.time(), zone), epsilon_nano,
+                    accounts, scope, idem_key, purpose_class, datetime.now(zone).date().isoformat())
 
 
 @contextlib.asynccontextmanager

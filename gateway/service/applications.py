@@ -19,6 +19,7 @@ from gateway.clock import utc_now, utc_now_text, utc_text
 from gateway.core.budget import from_nano, to_nano
 from gateway.core.cosign import AUTO_APPROVER, Rules, auto_approval_holds
 from gateway.core.dates import parse_expiry as parse_date
+from gateway.core.pricing import INDUSTRY, PUBLIC_CLASSES, PURPOSE_CLASSES
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import AdmissionState
@@ -67,8 +68,17 @@ def parse_expiry(runtime: Runtime, value: Any) -> str | None:
     return utc_text(parse_date(value, runtime.settings.zone, utc_now()))
 
 
+def parse_purpose_class(value: Any, default: str = INDUSTRY) -> str:
+    if value is None:
+        return default
+    if value not in PURPOSE_CLASSES:
+        raise InvalidRequest(f"purpose_class must be one of {', '.join(PURPOSE_CLASSES)}")
+    return str(value)
+
+
 async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any, purpose: Any,
-                epsilon: Any, valid_until: Any) -> dict[str, Any]:
+                epsilon: Any, valid_until: Any, *, purpose_class: Any = None) -> dict[str, Any]:
+    stated_class = parse_purpose_class(purpose_class)
     if (dataset is None) == (product_id is None):
         raise InvalidRequest("name exactly one of dataset and product_id")
     if not isinstance(purpose, str) or not 10 <= len(purpose.strip()) <= 2000:
@@ -92,17 +102,19 @@ async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any,
         application_id="app-" + uuid.uuid4().hex[:16], org_id=who.org_id, client_id=who.client_id,
         dataset=dataset, product_id=product_id, purpose=purpose.strip(), epsilon_requested_nano=to_nano(eps),
         valid_until_requested=parse_expiry(runtime, valid_until), status="pending",
-        needs_cosign=policy.requires_source_cosign)
-    rules = rules_now(runtime, dataset, app.epsilon_requested_nano)
+        needs_cosign=policy.requires_source_cosign, purpose_class=stated_class)
+    rules = rules_now(runtime, dataset, app.epsilon_requested_nano, stated_class)
     created = await runtime.store.write(_submit, app, rules)
     return created.as_dict()
 
 
-def rules_now(runtime: Runtime, dataset: str, epsilon_nano: int) -> Rules:
-    """The policy in force, as it bears on a grant made now."""
+def rules_now(runtime: Runtime, dataset: str, epsilon_nano: int, purpose_class: str = INDUSTRY) -> Rules:
+    """The policy in force, as it bears on a grant made now. A public purpose class is free of
+    charge: only the bureau can accept that claim, never the policy's automatic approval."""
     policy = runtime.registry.get(dataset)
     return Rules(policy.requires_source_cosign,
-                 auto_approval_holds(policy.auto_approve_epsilon, from_nano(epsilon_nano)))
+                 auto_approval_holds(policy.auto_approve_epsilon, from_nano(epsilon_nano))
+                 and purpose_class not in PUBLIC_CLASSES)
 
 
 def _submit(tx: Tx, app: store_apps.Application, rules: Rules) -> store_apps.Application:
@@ -125,23 +137,25 @@ async def list_applications(runtime: Runtime, who: Principal) -> list[dict[str, 
 
 
 async def approve(runtime: Runtime, who: Principal, application_id: str, epsilon: Any,
-                  valid_until: Any) -> dict[str, Any]:
-    """The bureau's approval, possibly with a smaller budget and an expiry."""
+                  valid_until: Any, *, purpose_class: Any = None) -> dict[str, Any]:
+    """The bureau's approval, possibly with a smaller budget, an expiry or a corrected class."""
     app = await visible_application(runtime, who, application_id)
+    approved_class = parse_purpose_class(purpose_class, app.purpose_class)
     eps_nano = app.epsilon_requested_nano if epsilon is None else to_nano(parse_epsilon(epsilon))
     if eps_nano > app.epsilon_requested_nano:
         raise InvalidRequest("the approved budget cannot exceed the budget applied for")
     expiry = parse_expiry(runtime, valid_until) if valid_until is not None else app.valid_until_requested
-    rules = rules_now(runtime, app.dataset, eps_nano)
+    rules = rules_now(runtime, app.dataset, eps_nano, approved_class)
     done = await runtime.store.write(store_apps.approve, app.application_id, who.client_id, eps_nano, expiry,
-                                     False, rules)
+                                     False, rules, approved_class)
     return done.as_dict()
 
 
 async def cosign(runtime: Runtime, who: Principal, application_id: str) -> dict[str, Any]:
     """The owning source department's co-signature (the scope check makes it its own)."""
     app = await visible_application(runtime, who, application_id)
-    rules = rules_now(runtime, app.dataset, app.epsilon_approved_nano or app.epsilon_requested_nano)
+    rules = rules_now(runtime, app.dataset, app.epsilon_approved_nano or app.epsilon_requested_nano,
+                      app.purpose_class_approved or app.purpose_class)
     done = await runtime.store.write(store_apps.cosign, app.application_id, who.client_id, rules)
     return done.as_dict()
 

@@ -19,21 +19,24 @@ from gateway.core.billing import (
     Invoice,
     InvoiceLine,
     build_invoice,
-    invoice_json,
     line_from_dict,
     revenue_statements,
     statement_document,
 )
 from gateway.core.budget import period_of
+from gateway.core.canonical import canonical_bytes
+from gateway.core.settlement import add_special_fund, settle, special_fund
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
 from gateway.store import invoices as store_invoices
+from gateway.store import settlement as store_settlement
 from gateway.store.db import Store, Tx
 
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 SYSTEM = "system:billing"
+BUREAU_ONLY = ("statements", "invoices_total_minor", "vouchers_applied_minor")  # the county's totals
 T = TypeVar("T")
 
 
@@ -75,30 +78,41 @@ class Billing:
                                    [u for u in usage if u.org_id == org], [c for c in credits if c.org_id == org])
                 for org in orgs}
 
+    def open_documents(self, tx: Tx, period: str, org_id: str | None) -> dict[str, dict[str, Any]]:
+        """The open invoices settled as they stand: carried excess and vouchers (not yet redeemed)."""
+        found = self.open_invoices(tx, period, org_id)
+        for org in store_settlement.carries_to(tx, period, org_id):
+            found.setdefault(org, build_invoice(org, period, "open", self.settings.currency, []))
+        return {org: store_settlement.settled_open(tx, inv.as_dict()) for org, inv in sorted(found.items())}
+
     def invoice_tx(self, tx: Tx, org_id: str, period: str) -> bytes:
         """The invoice bytes of an organisation for a period (closed periods from the store)."""
         if period == current_period(self.settings):
-            return invoice_json(self.open_invoices(tx, period, org_id)[org_id])
+            return canonical_bytes(self.open_documents(tx, period, org_id)[org_id])
         stored = store_invoices.stored_invoice(tx, org_id, period)
         if stored is not None:
             return stored
-        return invoice_json(build_invoice(org_id, period, "closed", self.settings.currency, []))
+        empty = build_invoice(org_id, period, "closed", self.settings.currency, []).as_dict()
+        return canonical_bytes(settle(empty, (), (), {})[0])
 
     def statements_tx(self, tx: Tx, period: str) -> dict[str, Any]:
         """Every party's statement for a period, from the same lines as the invoices."""
         status = "open" if period == current_period(self.settings) else "closed"
         if status == "open":
-            invoices = [inv.as_dict() for inv in self.open_invoices(tx, period, None).values()]
+            invoices = list(self.open_documents(tx, period, None).values())
         else:
             invoices = [json.loads(b) for b in store_invoices.stored_invoices(tx, period).values()]
         lines: list[InvoiceLine] = [line_from_dict(item) for inv in invoices for item in inv["lines"]]
         rules = store_invoices.revenue_rules(tx, [ln.policy_version for ln in lines])
         by_party = revenue_statements(lines, rules)
         currency = self.settings.currency
+        statements = {party: statement_document(party, period, status, currency, items)
+                      for party, items in by_party.items()}
+        add_special_fund(statements, special_fund(invoices, rules))  # what the vouchers paid of each share
         return {"period": period, "status": status, "currency": currency,
                 "invoices_total_minor": sum(inv["total_minor"] for inv in invoices),
-                "statements": {party: statement_document(party, period, status, currency, items)
-                               for party, items in by_party.items()}}
+                "vouchers_applied_minor": sum(inv.get("vouchers_applied_minor", 0) for inv in invoices),
+                "statements": statements}
 
 
 def _billing(runtime: Runtime) -> Billing:
@@ -153,7 +167,8 @@ async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str,
     parties: dict[str, Any] = doc["statements"]
     if not who.has("bureau"):
         mine = parties.get(who.org_id) or statement_document(who.org_id, period, doc["status"], doc["currency"], ())
-        doc = {k: v for k, v in doc.items() if k not in ("statements", "invoices_total_minor")}
+        mine.setdefault("special_fund_minor", 0)
+        doc = {k: v for k, v in doc.items() if k not in BUREAU_ONLY}
         parties = {who.org_id: mine}
     doc["statements"] = [parties[p] for p in sorted(parties)]
     return doc
@@ -181,7 +196,7 @@ def invoices_for_cli(store: Store, settings: Settings, period: str, org_id: str 
         if org_id is not None:
             return {org_id: billing.invoice_tx(tx, org_id, period)}
         if period == now:
-            return {org: invoice_json(inv) for org, inv in billing.open_invoices(tx, period, None).items()}
+            return {org: canonical_bytes(doc) for org, doc in billing.open_documents(tx, period, None).items()}
         return store_invoices.stored_invoices(tx, period)
 
     return read(collect)

@@ -14,11 +14,13 @@ from gateway.auth.tokens import Principal
 from gateway.core.policy import DatasetPolicy
 from gateway.core.policy_parse import parse_policy
 from gateway.core.policydiff import policy_diff
+from gateway.core.pricing import plan_of_policy
 from gateway.errors import Located, NotFound, PolicyInvalid, Unprocessable
 from gateway.policyfiles import policy_schema
 from gateway.runtime.parts import Runtime
 from gateway.service.pools import pool_change_problem
 from gateway.store import circulation as store_circulation
+from gateway.store import pricing as store_pricing
 from gateway.store.db import Store
 
 
@@ -79,8 +81,10 @@ async def publish_policy(runtime: Runtime, who: Principal, dataset: str, text: s
         await runtime.store.write(store_circulation.record_policy_rejection, dataset, who.client_id, [str(problem)])
         raise Unprocessable("the policy does not validate", extra={"problems": problems_of(PolicyInvalid([problem]))})
     result = _outcome(dataset, found, policy)
+    plan = plan_of_policy(policy.document["pricing"])
+    await runtime.store.read(store_pricing.check_price, f"dataset:{dataset}", plan)  # a dry run says so too
     if not dry_run and result["changes"]:
-        await runtime.store.write(store_circulation.publish_policy, dataset, policy.owner, policy.version,
+        await runtime.store.write(store_pricing.publish_policy_within_cap, dataset, policy.owner, policy.version,
                                   dict(policy.document), who.client_id)
         await runtime.refresh()
         result["published"] = True
@@ -108,8 +112,10 @@ def apply_policy_file(store: Store, path: Path, actor: str, dry_run: bool) -> di
         store.run_sync(store_circulation.record_policy_rejection, policy.dataset, actor, [str(problem)])
         raise PolicyInvalid([problem])
     result = _outcome(policy.dataset, found, policy)
+    store.run_sync(store_pricing.check_price, f"dataset:{policy.dataset}", plan_of_policy(policy.document["pricing"]),
+                   write=False)
     if not dry_run and result["changes"]:
-        store.run_sync(store_circulation.publish_policy, policy.dataset, policy.owner, policy.version,
+        store.run_sync(store_pricing.publish_policy_within_cap, policy.dataset, policy.owner, policy.version,
                        dict(policy.document), actor)
         result["published"] = True
     return result

@@ -37,14 +37,14 @@ async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, A
 
 def _usage_rows(tx: Tx, org_id: str | None, period: str) -> list[dict[str, Any]]:
     sql = ("SELECT usage_id, query_id, org_id, client_id, dataset, product_id, period, cached, epsilon_nano, "
-           "price_minor, currency, price_version, committed_at FROM usage_records WHERE period = ?")
+           "price_minor, currency, price_version, committed_at, purpose_class FROM usage_records WHERE period = ?")
     params: tuple[Any, ...] = (period,)
     if org_id is not None:
         sql += " AND org_id = ?"
         params += (org_id,)
     rows = tx.all(sql + " ORDER BY committed_at, usage_id", params)
     keys = ("usage_id", "query_id", "org_id", "client_id", "dataset", "product_id", "period", "cached",
-            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at")
+            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at", "purpose_class")
     out = []
     for row in rows:
         item = dict(zip(keys, row, strict=True))

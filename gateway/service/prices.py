@@ -12,34 +12,37 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from gateway.core.policy import DatasetPolicy, Pricing
-from gateway.ids import new_id
+from gateway.core.policy import DatasetPolicy
+from gateway.core.pricing import PricePlan, plan_of_policy, plan_of_product
 from gateway.runtime.registry import policy_from_document
 from gateway.service.admission import Admitted
-from gateway.store import ledger
 from gateway.store.db import Tx
 
 
-def price_at_commit(tx: Tx, ctx: Admitted, cached: bool,
-                    known: Mapping[str, DatasetPolicy]) -> tuple[ledger.Usage, Pricing | None]:
-    """The usage priced as of now, and the ad-hoc pricing it came from (None for a product)."""
+def admitted_plan(ctx: Admitted) -> tuple[PricePlan, str]:
+    """The price list of the versions the call was admitted under, and its price version."""
+    if ctx.product is not None:
+        plan = ctx.product.price or PricePlan("per_call", ctx.product.price_minor, ctx.product.price_minor,
+                                              ctx.product.currency)
+        return plan, f"product:{ctx.product.product_id}@{ctx.product.version}"
+    return plan_of_policy(ctx.policy.document["pricing"]), f"policy:{ctx.policy.version}"
+
+
+def plan_at_commit(tx: Tx, ctx: Admitted, known: Mapping[str, DatasetPolicy]) -> tuple[PricePlan, str]:
+    """The price list in force now, and its price version."""
     if ctx.product is not None:
         row = tx.one("SELECT p.published_version, v.definition FROM products p JOIN product_versions v "
                      "ON v.product_id = p.product_id AND v.version = p.published_version WHERE p.product_id = ?",
                      (ctx.product.product_id,))
         if row is None or int(row[0]) == ctx.product.version:
-            return ctx.usage(cached), None
-        definition = json.loads(row[1])
-        return ledger.Usage(new_id(), int(definition["price_minor"]), str(definition["currency"]),
-                            f"product:{ctx.product.product_id}@{int(row[0])}"), None
+            return admitted_plan(ctx)
+        return plan_of_product(json.loads(row[1])), f"product:{ctx.product.product_id}@{int(row[0])}"
     row = tx.one("SELECT policy_version FROM datasets WHERE dataset = ?", (ctx.plan.dataset,))
     if row is None or row[0] == ctx.policy.version:
-        return ctx.usage(cached), ctx.policy.pricing
+        return admitted_plan(ctx)
     policy = known.get(ctx.plan.dataset)
     if policy is None or policy.version != row[0]:
         document = tx.one("SELECT document FROM policy_versions WHERE version = ?", (row[0],))
         assert document is not None, "a dataset points at a stored policy version"
         policy = policy_from_document(json.loads(document[0]))
-    pricing = policy.pricing
-    price = pricing.cached_call_minor if cached else pricing.per_call_minor
-    return ledger.Usage(new_id(), price, pricing.currency, f"policy:{row[0]}"), pricing
+    return plan_of_policy(policy.document["pricing"]), f"policy:{row[0]}"

@@ -18,6 +18,7 @@ from gateway.core.budget import nano_to_float, to_nano
 from gateway.core.checks import check_plan
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
+from gateway.core.pricing import plan_of_product, product_pricing
 from gateway.core.products import Template, bind, bind_values, draft_template, parse_parameters, parse_template
 from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound, ProductRetired, ProductSuspended
@@ -28,13 +29,16 @@ from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
 from gateway.service.queries import run_query
 from gateway.service.visibility import visible
+from gateway.store import pricing as store_pricing
 from gateway.store import product_status
 from gateway.store import products as store_products
 from gateway.store.db import Tx
 
 PRODUCT_ID = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
-DRAFT_FIELDS = ("title", "description", "sql", "parameters", "epsilon", "delta", "price_minor", "currency")
+PRICE_FIELDS = ("price_model", "cached_price_minor", "trial_price_minor", "trial_until")
+DRAFT_FIELDS = ("title", "description", "sql", "parameters", "epsilon", "delta", "price_minor", "currency",
+                *PRICE_FIELDS)
 
 
 def _text(body: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str:
@@ -61,6 +65,7 @@ def build_definition(policy: DatasetPolicy, body: dict[str, Any], max_sql_chars:
         "title": _text(body, "title", 200), "description": _text(body, "description", 4000, required=False),
         "sql": sql, "parameters": [p.as_dict() for p in template.parameters],
         "epsilon": str(epsilon), "delta": str(delta), "price_minor": price, "currency": currency,
+        **product_pricing(body, price),
     }
 
 
@@ -107,7 +112,7 @@ def public_view(runtime: Runtime, product: store_products.Product,
         "description": d["description"], "dataset": product.dataset, "merchant": product.merchant_org,
         "parameters": d["parameters"], "columns": [o.name for o in template.plan.select],
         "epsilon_per_call": nano_to_float(to_nano(d["epsilon"])),
-        "price": {"per_call_minor": d["price_minor"], "currency": d["currency"]},
+        "price": {"per_call_minor": d["price_minor"], "currency": d["currency"], **plan_of_product(d).as_dict()},
         "status": status,
         "dataset_status": runtime.registry.status_of(product.dataset),
         "published_at": version.decided_at,
@@ -129,6 +134,7 @@ async def draft(runtime: Runtime, who: Principal, body: dict[str, Any]) -> dict[
     if not isinstance(dataset, str):
         raise InvalidRequest("dataset must be a string")
     definition, policy_version = await _definition(runtime, dataset, body)
+    await runtime.store.read(store_pricing.check_price, f"product:{product_id}", plan_of_product(definition))
     v = await runtime.store.write(store_products.create_product, product_id, who.org_id, dataset, definition,
                                   policy_version, who.client_id)
     product = await runtime.store.read(store_products.get_product, product_id)
@@ -145,6 +151,7 @@ async def owned_product(runtime: Runtime, who: Principal, product_id: str) -> st
 async def new_version(runtime: Runtime, who: Principal, product_id: str, body: dict[str, Any]) -> dict[str, Any]:
     product = await owned_product(runtime, who, product_id)
     definition, policy_version = await _definition(runtime, product.dataset, body)
+    await runtime.store.read(store_pricing.check_price, f"product:{product_id}", plan_of_product(definition))
     v = await runtime.store.write(store_products.add_version, product, definition, policy_version, who.client_id)
     return version_view(product, v)
 
@@ -191,7 +198,7 @@ async def submit(runtime: Runtime, who: Principal, product_id: str, version: int
 
 async def publish(runtime: Runtime, who: Principal, product_id: str, version: int) -> dict[str, Any]:
     product, _v = await _owned_version(runtime, who, product_id, version)
-    await runtime.store.write(store_products.publish, product_id, version, who.client_id)
+    await runtime.store.write(store_pricing.publish_product_within_cap, product_id, version, who.client_id)
     return version_view(product, await _version(runtime, product_id, version))
 
 
@@ -276,6 +283,6 @@ async def invoke(runtime: Runtime, who: Principal, product: store_products.Produ
         runtime.registry.usable(product.dataset)  # 409 suspended / 410 withdrawn before anything else
         plan = bind(template_of(product, v), params)
         call = ProductCall(product.product_id, v.version, int(v.definition["price_minor"]),
-                           v.definition["currency"], product.merchant_org)
+                           v.definition["currency"], product.merchant_org, plan_of_product(v.definition))
         return await run_query(runtime, who, plan, product=call, idempotency_key=idempotency_key,
                                request_fingerprint=lambda: fingerprint)

@@ -27,7 +27,7 @@ from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
 from gateway.service.answers import ALPHA, MAX_VIEWS, REPLAYED, QueryReply, answer_body, cached_view, result_view
-from gateway.service.prices import price_at_commit
+from gateway.service.pricing import price_call, quote
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
 from gateway.store import idempotency, ledger
@@ -218,7 +218,7 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release,
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
     accuracy = stored_accuracy(release.accuracy, release.row_accuracy)
     release_hash = canonical_hash(result)
-    usage = _priced(tx, ctx, known, cached=False)
+    usage = price_call(tx, ctx, known, cached=False)
     commit = ledger.Commit(
         query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,
         dataset=ctx.plan.dataset, product_id=ctx.product.product_id if ctx.product else None,
@@ -233,19 +233,13 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release,
     return body, usage
 
 
-def _priced(tx: Tx, ctx: Admitted, known: Mapping[str, DatasetPolicy], *, cached: bool) -> ledger.Usage:
-    """The policy's free calls per period come first; then the price list in force now (R-BI-05)."""
-    usage, pricing = price_at_commit(tx, ctx, cached, known)
-    free = pricing.free_calls_per_period if pricing is not None else 0
-    if free and ledger.billable_calls(tx, ctx.who.org_id, ctx.plan.dataset, ctx.period) < free:
-        return ledger.Usage(usage.usage_id, 0, usage.currency, usage.price_version)
-    return usage
-
-
 def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.StoredRelease | None,
                        policies: Mapping[str, DatasetPolicy]
                        ) -> tuple[str, ledger.Usage, ledger.StoredRelease] | None:
-    usage = _priced(tx, ctx, policies, cached=True)
+    known = known or ledger.find_release(tx, cache_key)
+    if known is None:  # priced only once there is an answer: pricing may open a subscription month
+        return None
+    usage = price_call(tx, ctx, policies, cached=True)
     found = ledger.serve_cached(tx, cache_key, ctx.who.org_id, ctx.who.client_id, usage,
                                 ctx.period, ctx.product.product_id if ctx.product else None, known)
     if found is None:
@@ -285,11 +279,11 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
         await pad_response(runtime, started)
     runtime.metrics.preview(plan.dataset)
     cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
-    price = ctx.usage(cached=False)
+    price = await runtime.store.read(quote, ctx)
     return {
         "dataset": plan.dataset, "epsilon": nano_to_float(ctx.epsilon_nano), "delta": float(plan.delta),
         "accuracy": figures["accuracy"], "threshold": figures.get("threshold"),
-        "price": {"price_minor": price.price_minor, "currency": price.currency},
+        "price": price,
         "budget": budget_line(plan.dataset, ctx.period, cap, spent, reserved),
         "would_fit": ctx.epsilon_nano <= cap - spent - reserved,
     }

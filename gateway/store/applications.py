@@ -49,6 +49,8 @@ class Application:
     created_at: str = ""
     updated_at: str = ""
     cosign_terms: str | None = None  # canonical JSON of the Terms co-signed
+    purpose_class: str = "industry"  # as the application states it
+    purpose_class_approved: str | None = None  # as the bureau approved (or corrected) it
 
     @property
     def terms(self) -> Terms:
@@ -72,6 +74,7 @@ class Application:
             "epsilon_approved": nano_to_float(self.epsilon_approved_nano) if self.epsilon_approved_nano else None,
             "valid_until": self.valid_until, "reason": self.decided_reason, "grant_id": self.grant_id,
             "created_at": self.created_at, "updated_at": self.updated_at,
+            "purpose_class": self.purpose_class, "purpose_class_approved": self.purpose_class_approved,
         }
 
 
@@ -104,7 +107,8 @@ def create_application(tx: Tx, app: Application) -> Application:
     tx.execute(f"INSERT INTO applications ({_COLUMNS}) VALUES ({', '.join('?' for _ in values)})", values)
     audit.append(tx, "application.submitted", app.client_id, app.application_id,
                  {"org": app.org_id, "dataset": app.dataset, "product": app.product_id,
-                  "epsilon_nano": app.epsilon_requested_nano, "purpose": app.purpose})
+                  "epsilon_nano": app.epsilon_requested_nano, "purpose": app.purpose,
+                  "purpose_class": app.purpose_class})
     return app
 
 
@@ -153,17 +157,20 @@ def _pending(tx: Tx, application_id: str) -> Application:
 
 
 def approve(tx: Tx, application_id: str, actor: str, epsilon_nano: int, valid_until: str | None,
-            auto: bool = False, rules: Rules | None = None) -> Application:
-    """The bureau's approval (or the policy's automatic one); a grant if nothing else is awaited."""
+            auto: bool = False, rules: Rules | None = None, purpose_class: str | None = None) -> Application:
+    """The bureau's approval (or the policy's automatic one), with the purpose class as stated or
+    as the bureau corrects it; a grant if nothing else is awaited."""
     app = _pending(tx, application_id)
     if app.bureau_at is not None:
         raise Conflict("the bureau has already approved this application")
     now = utc_now_text()
+    approved_class = purpose_class or app.purpose_class
     tx.execute("UPDATE applications SET bureau_by = ?, bureau_at = ?, epsilon_approved_nano = ?, valid_until = ?, "
-               "updated_at = ? WHERE application_id = ?",
-               (actor, now, epsilon_nano, valid_until, now, application_id))
+               "purpose_class_approved = ?, updated_at = ? WHERE application_id = ?",
+               (actor, now, epsilon_nano, valid_until, approved_class, now, application_id))
     audit.append(tx, "application.auto_approved" if auto else "application.approved", actor, application_id,
-                 {"epsilon_nano": epsilon_nano, "valid_until": valid_until})
+                 {"epsilon_nano": epsilon_nano, "valid_until": valid_until, "purpose_class": approved_class,
+                  "purpose_class_stated": app.purpose_class})
     approved = get_application(tx, application_id)
     assert approved is not None
     if approved.cosign_at is not None and approved.cosign_terms:
@@ -201,7 +208,8 @@ def _grant_when_complete(tx: Tx, application_id: str, actor: str, rules: Rules |
     assert app.epsilon_approved_nano is not None
     grant_id = "grant-" + uuid.uuid4().hex[:16]
     store_grants.create_grant(tx, grant_id, app.org_id, app.dataset, app.epsilon_approved_nano, actor,
-                              product_id=app.product_id, valid_until=app.valid_until)
+                              product_id=app.product_id, valid_until=app.valid_until,
+                              purpose_class=app.purpose_class_approved or app.purpose_class)
     now = utc_now_text()
     tx.execute("UPDATE applications SET status = 'approved', grant_id = ?, updated_at = ? WHERE application_id = ?",
                (grant_id, now, application_id))
@@ -248,15 +256,17 @@ class GrantView:
         return {"id": g.grant_id, "grant_id": g.grant_id, "org_id": g.org_id, "dataset": g.dataset,
                 "product_id": g.product_id,
                 "epsilon_per_period": nano_to_float(g.epsilon_limit_nano), "valid_from": g.valid_from,
-                "valid_until": g.valid_until, "status": status, "created_at": self.created_at}
+                "valid_until": g.valid_until, "status": status, "created_at": self.created_at,
+                "purpose_class": g.purpose_class}
 
 
-_GRANT_COLUMNS = "grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status"
+_GRANT_COLUMNS = ("grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status, "
+                  "purpose_class")
 
 
 def _grant_view(row: tuple[Any, ...]) -> GrantView:
-    g = store_grants.Grant(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6], row[7])
-    return GrantView(g, row[8])
+    g = store_grants.Grant(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6], row[7], row[8])
+    return GrantView(g, row[9])
 
 
 def list_grants(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[GrantView]:

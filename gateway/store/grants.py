@@ -19,20 +19,24 @@ class Grant:
     valid_from: str
     valid_until: str | None
     status: str
+    purpose_class: str = "industry"
 
 
-_COLUMNS = "grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status"
+_COLUMNS = "grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status, purpose_class"
 
 
 def create_grant(tx: Tx, grant_id: str, org_id: str, dataset: str, epsilon_limit_nano: int, actor: str, *,
-                 product_id: str | None = None, valid_until: str | None = None) -> Grant:
+                 product_id: str | None = None, valid_until: str | None = None,
+                 purpose_class: str = "industry") -> Grant:
     now = utc_now_text()
-    tx.execute(f"INSERT INTO grants ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)",
-               (grant_id, org_id, dataset, product_id, epsilon_limit_nano, now, valid_until, now))
+    tx.execute(f"INSERT INTO grants ({_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+               (grant_id, org_id, dataset, product_id, epsilon_limit_nano, now, valid_until, purpose_class, now))
     audit.append(tx, "grant.created", actor, grant_id,
                  {"org": org_id, "dataset": dataset, "product": product_id,
-                  "epsilon_limit_nano": epsilon_limit_nano, "valid_until": valid_until})
-    return Grant(grant_id, org_id, dataset, product_id, epsilon_limit_nano, now, valid_until, "active")
+                  "epsilon_limit_nano": epsilon_limit_nano, "valid_until": valid_until,
+                  "purpose_class": purpose_class})
+    return Grant(grant_id, org_id, dataset, product_id, epsilon_limit_nano, now, valid_until, "active",
+                 purpose_class)
 
 
 def active_grants(tx: Tx, org_id: str, now: str) -> list[Grant]:

@@ -21,12 +21,12 @@ from gateway.core.billing import (
     CreditItem,
     UsageItem,
     build_invoice,
-    invoice_json,
     next_period,
     periods_between,
 )
 from gateway.core.budget import period_bounds, period_of
-from gateway.store import audit
+from gateway.core.canonical import canonical_bytes
+from gateway.store import audit, settlement
 from gateway.store.db import Tx
 
 _USAGE = ("SELECT u.usage_id, u.org_id, u.dataset, u.product_id, u.period, u.cached, u.price_minor, u.currency, "
@@ -132,10 +132,11 @@ def _close_one(tx: Tx, period: str, zone: ZoneInfo, currency: str, actor: str) -
         tx.execute("INSERT INTO invoice_items (item_id, kind, org_id, period) VALUES (?, 'credit', ?, ?)",
                    (c.credit_id, c.org_id, period))
     hashes = {}
-    for org_id in sorted({u.org_id for u in usage} | {c.org_id for c in credits}):
-        body = invoice_json(build_invoice(org_id, period, "closed", currency,
-                                          [u for u in usage if u.org_id == org_id],
-                                          [c for c in credits if c.org_id == org_id]))
+    carried_in = settlement.carries_to(tx, period)
+    for org_id in sorted({u.org_id for u in usage} | {c.org_id for c in credits} | set(carried_in)):
+        invoice = build_invoice(org_id, period, "closed", currency, [u for u in usage if u.org_id == org_id],
+                                [c for c in credits if c.org_id == org_id])
+        body = canonical_bytes(settlement.settled_closing(tx, invoice.as_dict(), actor))
         digest = hashlib.sha256(body).hexdigest()
         tx.execute("INSERT INTO invoices (org_id, period, body, sha256, created_at) VALUES (?, ?, ?, ?, ?)",
                    (org_id, period, body.decode(), digest, now))
@@ -143,6 +144,7 @@ def _close_one(tx: Tx, period: str, zone: ZoneInfo, currency: str, actor: str) -
     tx.execute("UPDATE billing_periods SET items = ? WHERE period = ?", (len(usage) + len(credits), period))
     audit.append(tx, "invoice.period_closed", actor, period,
                  {"items": len(usage) + len(credits), "invoices": hashes})
+    settlement.carry_after_close(tx, period, currency, actor)
     return True
 
 

@@ -56,6 +56,7 @@ class Usage:
     price_minor: int
     currency: str
     price_version: str
+    purpose_class: str = "industry"
 
 
 @dataclass(frozen=True)
@@ -244,10 +245,10 @@ def commit_release(tx: Tx, c: Commit) -> str:
 def insert_usage(tx: Tx, u: Usage, query_id: str, org_id: str, client_id: str, dataset: str,
                  product_id: str | None, period: str, *, cached: bool, epsilon_nano: int, at: str) -> None:
     tx.execute("INSERT INTO usage_records (usage_id, query_id, org_id, client_id, dataset, product_id, period, "
-               "cached, epsilon_nano, price_minor, currency, price_version, committed_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "cached, epsilon_nano, price_minor, currency, price_version, committed_at, purpose_class) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (u.usage_id, query_id, org_id, client_id, dataset, product_id, period, int(cached),
-                epsilon_nano, u.price_minor, u.currency, u.price_version, at))
+                epsilon_nano, u.price_minor, u.currency, u.price_version, at, u.purpose_class))
 
 
 def find_release(tx: Tx, cache_key: str) -> StoredRelease | None:
