@@ -52,9 +52,10 @@ def report_schema_error(err: jsonschema.ValidationError, problems: Problems) -> 
 
 def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:
     if isinstance(doc.get("columns"), dict):
+        private_keys = sound("private_keys") and doc["private_keys"]["allowed"] is True
         for name, col in doc["columns"].items():
             if sound("columns", name):
-                _check_column(name, col, problems)
+                _check_column(name, col, problems, private_keys)
     if sound("privacy_unit"):
         _check_unit(doc, problems, sound)
     if sound("epsilon"):
@@ -105,7 +106,7 @@ def _check_shares(doc: dict[str, Any], problems: Problems, sound: Sound) -> None
         problems.add(("revenue_shares",), f"the owner {doc['owner']!r} must have a revenue share")
 
 
-def _check_column(name: str, col: dict[str, Any], problems: Problems) -> None:
+def _check_column(name: str, col: dict[str, Any], problems: Problems, private_keys: bool) -> None:
     def at(*path: Any, message: str) -> None:
         problems.add(("columns", name, *path), f"{name}: {message}")
 
@@ -118,8 +119,11 @@ def _check_column(name: str, col: dict[str, Any], problems: Problems) -> None:
             at("bounds", message="bounds must be [lower, upper] with lower < upper")
     if col.get("aggregate") and numeric and "bounds" not in col:
         at("aggregate", message="a numeric column that may be aggregated needs bounds")
-    if col.get("group_by") and "categories" not in col:
-        at("group_by", message="a group-by column needs its public categories")
+    # Without categories the keys come from the data: only OpenDP's threshold may release them.
+    if col.get("group_by") and "categories" not in col and not private_keys:
+        at("group_by", message="a group-by column needs its public categories unless private_keys.allowed is true")
+    if col.get("group_by") and col["type"] == "float":
+        at("group_by", message="a float column cannot be a group key")
     for index, cat in enumerate(col.get("categories", [])):
         if not _category_fits(col["type"], cat):
             at("categories", index, message=f"category {cat!r} is not a {col['type']}")
