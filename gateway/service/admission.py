@@ -35,7 +35,7 @@ from gateway.ids import new_id
 from gateway.metrics import REFUSAL_REASONS
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
-from gateway.service.supply import current_snapshot_id
+from gateway.service.readiness import ensure_ready
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
@@ -167,7 +167,7 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     """Every check that needs no data and spends nothing (DESIGN §4 steps 1-3)."""
     policy = runtime.registry.usable(plan.dataset)
     ensure_sandbox(runtime)
-    current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
+    ensure_ready(runtime, policy)  # 503 before any reservation while its data is not ready (R-DP-20)
     limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
     checked = _checked(runtime, plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)

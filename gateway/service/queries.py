@@ -25,6 +25,7 @@ from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
 from gateway.service.answers import ALPHA, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.readiness import held_ready
 from gateway.service.supply import current_snapshot_id
 from gateway.store import idempotency, ledger
 from gateway.store.db import Tx
@@ -71,6 +72,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             runtime.metrics.release(plan.dataset, "replayed")
             return QueryReply(replay.status, replay.body.encode(), dict(REPLAYED), ctx.log("replayed", 0))
     query_id = new_id()
+    reserved = False
     try:
         cache_key = ctx.cache_key(current_snapshot_id(runtime, plan.dataset))
         known = runtime.owned(ReleaseState).releases.get(cache_key)
@@ -81,18 +83,22 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
             runtime.metrics.release(plan.dataset, "cached")
             runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
             return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
-        await runtime.store.write(_reserve, ctx, query_id)
+        # Every wait but the release's own comes before the reservation (R-DP-20): the client's
+        # turn, then readiness checked again and held until the sandbox has the plan.
+        async with _client_slot(runtime, who.client_id):
+            with held_ready(runtime, ctx.policy):
+                await runtime.store.write(_reserve, ctx, query_id)
+                reserved = True
+                try:
+                    await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
+                except BaseException:
+                    await runtime.store.write(_give_back, ctx, query_id)
+                    raise
+                return await _release(runtime, ctx, query_id, started)
     except BaseException:
-        if idempotency_key:
+        if idempotency_key and not reserved:  # once reserved, the ledger's steps settle the key
             await runtime.store.write(idempotency.forget, who.org_id, idempotency_key)
         raise
-    try:
-        await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
-    except BaseException:
-        await runtime.store.write(_give_back, ctx, query_id)
-        raise
-    async with _client_slot(runtime, who.client_id):
-        return await _release(runtime, ctx, query_id, started)
 
 
 def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:

@@ -32,6 +32,7 @@ from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
 from gateway.runtime.parts import Runtime
+from gateway.service.readiness import gate_of, swapping
 from gateway.store import snapshots as store
 from gateway.store.snapshots import SnapshotRecord
 
@@ -190,10 +191,12 @@ class Supply:
     async def _load_sandbox(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
         sandbox = self.runtime.sandbox
         if sandbox is not None:
-            await sandbox.load(policy.dataset, policy, path, snapshot_id)
+            async with swapping(self.runtime, policy):  # a new layout: once no release holds the old
+                await sandbox.load(policy.dataset, policy, path, snapshot_id)
 
     def _publish(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
         self.served[policy.dataset] = Served(snapshot_id, path, policy.version)
+        gate_of(self.runtime).serving(policy)
         self.runtime.metrics.set_dataset_available(policy.dataset, True)
 
     async def serve(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
@@ -265,6 +268,7 @@ class Supply:
             return
         if (served := self.served.get(dataset)) is not None and served.snapshot_id == kept.snapshot_id:
             del self.served[dataset]
+            gate_of(self.runtime).stopped(dataset)
             self.runtime.metrics.set_dataset_available(dataset, False)
         await self.runtime.store.write(store.retire_current, dataset, kept.snapshot_id, SYSTEM, "source_changed")
 
