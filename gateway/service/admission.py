@@ -111,26 +111,33 @@ def usable_grants(grants: list[store_grants.Grant], dataset: str,
             and (g.product_id is None or (product_id is not None and g.product_id == product_id))]
 
 
-def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: ProductCall | None) -> int:
-    usable = usable_grants(grants, dataset, product.product_id if product else None)
+def _grant_limit(grants: list[store_grants.Grant], dataset: str, product_id: str | None) -> int:
+    usable = usable_grants(grants, dataset, product_id)
     if not usable:
-        raise Forbidden(f"you hold no grant for {'this product' if product else 'dataset ' + repr(dataset)}")
+        raise Forbidden(f"you hold no grant for {'this product' if product_id else 'dataset ' + repr(dataset)}")
     return max(g.epsilon_limit_nano for g in usable)
 
 
-async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product: ProductCall | None) -> int:
+async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product_id: str | None) -> int:
     """The requester's limit from its active grants, read at most every poll interval: a revoked
     grant stops within `suspension_poll_seconds`; a new one is seen at once (a miss re-reads)."""
     state = runtime.owned(AdmissionState)
     cached = state.grants.get(org_id)
     if cached is not None:
         try:
-            return _grant_limit(cached, dataset, product)
+            return _grant_limit(cached, dataset, product_id)
         except Forbidden:
             pass
     grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
     state.grants.put(org_id, grants)
-    return _grant_limit(grants, dataset, product)
+    return _grant_limit(grants, dataset, product_id)
+
+
+async def may_ask_again(runtime: Runtime, who: Principal, dataset: str, product_id: str | None) -> None:
+    """A stored release is served only while asking for it again would be allowed (R-AU-10): the
+    dataset answers queries and a grant holds; else the error that question would get."""
+    runtime.registry.usable(dataset)
+    await _grant_limit_of(runtime, who.org_id, dataset, product_id)
 
 
 def _pool_accounts(runtime: Runtime, policy: DatasetPolicy) -> tuple[ledger.Account, ...]:
@@ -168,7 +175,7 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     policy = runtime.registry.usable(plan.dataset)
     ensure_sandbox(runtime)
     ensure_ready(runtime, policy)  # 503 before any reservation while its data is not ready (R-DP-20)
-    limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
+    limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product.product_id if product else None)
     checked = _checked(runtime, plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
     accounts = (ledger.Account(grant_account(who.org_id, policy.dataset), limit), *_pool_accounts(runtime, policy))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
-from gateway.core.budget import budget_line, grant_account, nano_to_float
+from gateway.core.budget import atto_to_float, budget_line, grant_account, nano_to_float
 from gateway.runtime.parts import Runtime
-from gateway.service.admission import usable_grants
+from gateway.service.admission import may_ask_again, usable_grants
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
@@ -65,16 +66,28 @@ async def verify_audit(runtime: Runtime) -> dict[str, Any]:
     return verdict.as_dict()
 
 
-def _release(tx: Tx, org_id: str, query_id: str) -> dict[str, Any] | None:
-    row = tx.one("SELECT query_id, dataset, result, accuracy, epsilon_nano, policy_version, snapshot_id, created_at "
-                 "FROM releases WHERE query_id = ? AND org_id = ?", (query_id, org_id))
+def _release(tx: Tx, org_id: str, query_id: str) -> tuple[str | None, dict[str, Any]] | None:
+    """(product id, the body) of a requester's own release: the answer as it was first sent."""
+    row = tx.one("SELECT query_id, dataset, result, accuracy, epsilon_nano, policy_version, snapshot_id, created_at, "
+                 "product_id, answer, delta_atto FROM releases WHERE query_id = ? AND org_id = ?", (query_id, org_id))
     if row is None:
         return None
-    return {"query_id": row[0], "dataset": row[1], "release": json.loads(row[2]), "accuracy": json.loads(row[3]),
-            "epsilon_spent": nano_to_float(int(row[4])), "policy_version": row[5], "snapshot_id": row[6],
-            "created_at": row[7]}
+    if row[9] is not None:
+        sent = json.loads(row[9])  # columns, rows and accuracy as answered: no helper, LIMIT applied
+        shown: dict[str, Any] = {**sent, "release": {"columns": sent["columns"], "rows": sent["rows"]}}
+    else:  # stored before answers were kept (migration 0007): the canonical release
+        shown = {"release": json.loads(row[2]), "accuracy": json.loads(row[3])}
+    return row[8], {"query_id": row[0], "dataset": row[1], **shown, "epsilon_spent": nano_to_float(int(row[4])),
+                    "delta_spent": atto_to_float(int(row[10])), "policy_version": row[5], "snapshot_id": row[6],
+                    "created_at": row[7]}
 
 
-async def release(runtime: Runtime, org_id: str, query_id: str) -> dict[str, Any] | None:
-    """A requester's own stored release; another's answers exactly like a missing one."""
-    return await runtime.store.read(_release, org_id, query_id)
+async def release(runtime: Runtime, who: Principal, query_id: str) -> dict[str, Any] | None:
+    """A requester's own stored release, while asking it again would be allowed (R-AU-10);
+    another's answers exactly like a missing one."""
+    found = await runtime.store.read(_release, who.org_id, query_id)
+    if found is None:
+        return None
+    product_id, body = found
+    await may_ask_again(runtime, who, body["dataset"], product_id)
+    return body

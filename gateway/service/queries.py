@@ -171,16 +171,17 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
     accuracy = dict(release.accuracy)
     release_hash = canonical_hash(result)
+    view = result_view(ctx.plan, result, accuracy)
     usage = _priced(tx, ctx, cached=False)
     commit = ledger.Commit(
         query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,
         dataset=ctx.plan.dataset, product_id=ctx.product.product_id if ctx.product else None,
         cache_key=ctx.cache_key(release.snapshot_id), plan_fingerprint=ctx.plan.fingerprint(),
         policy_version=ctx.policy.version, snapshot_id=release.snapshot_id, period=ctx.period,
-        epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage)
+        epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage,
+        answer="{" + view + "}")
     ledger.commit_release(tx, commit)
-    body = answer_body(tx, ctx, query_id, result_view(ctx.plan, result, accuracy), cached=False, usage=usage,
-                        snapshot_id=release.snapshot_id)
+    body = answer_body(tx, ctx, query_id, view, cached=False, usage=usage, snapshot_id=release.snapshot_id)
     if ctx.idem_key:
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
     return body, usage

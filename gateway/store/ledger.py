@@ -206,6 +206,7 @@ class Commit:
     accuracy: dict[str, Any]
     release_hash: str
     usage: Usage
+    answer: str | None = None  # the columns, rows and accuracy as sent (JSON), for reading back
 
 
 def commit_release(tx: Tx, c: Commit) -> str:
@@ -218,11 +219,11 @@ def commit_release(tx: Tx, c: Commit) -> str:
     _settle(tx, accounts, eps, spend=True)
     now = utc_now_text()
     tx.execute("INSERT INTO releases (query_id, cache_key, org_id, dataset, product_id, plan_fingerprint, "
-               "policy_version, snapshot_id, period, epsilon_nano, result, accuracy, release_hash, created_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "policy_version, snapshot_id, period, epsilon_nano, result, accuracy, release_hash, created_at, "
+               "answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (c.query_id, c.cache_key, c.org_id, c.dataset, c.product_id, c.plan_fingerprint, c.policy_version,
                 c.snapshot_id, c.period, c.epsilon_nano, json.dumps(c.result), json.dumps(c.accuracy),
-                c.release_hash, now))
+                c.release_hash, now, c.answer))
     insert_usage(tx, c.usage, c.query_id, c.org_id, c.client_id, c.dataset, c.product_id, c.period,
                  cached=False, epsilon_nano=c.epsilon_nano, at=now)
     audit.append(tx, "release.committed", c.actor, c.query_id,
