@@ -124,7 +124,7 @@ def test_public_keys_need_categories_and_private_keys_need_the_policy_and_a_delt
     assert reasons("SELECT township, COUNT(*) FROM residents GROUP BY township", delta="1e-9") == \
         ["'residents' does not release private group keys; send delta 0"]
     assert reasons("SELECT township, COUNT(*) FROM vehicles GROUP BY township", delta="1e-6") == \
-        ["delta 0.000001 is above the policy's 1E-7"]
+        ["delta 0.000001 is above the policy's 1E-8"]
     assert reasons("SELECT COUNT(*) FROM vehicles", delta="1e-8") == \
         ["delta applies only to GROUP BY with private keys; send delta 0"]
     assert reasons("SELECT township, COUNT(*) FROM vehicles GROUP BY township", delta="1e-20") == \

@@ -124,15 +124,25 @@ def pool_lifetime_account(pool: str) -> str:
     return f"pool-lifetime:{pool}"
 
 
+# The epsilon cap of a lifetime account whose members cap only its delta: never reached (it is
+# 4.6e9 epsilon), and inside a BIGINT. Every account has both figures; this one limits delta only.
+NO_EPSILON_CAP = 2**62
+
+
 def is_lifetime_account(name: str) -> bool:
     return name.startswith("pool-lifetime:")
 
 
-def budget_line(dataset: str, period: str, cap_nano: int, spent_nano: int, reserved_nano: int) -> dict[str, object]:
-    """What a requester is shown of one account: the limit, what is spent, what remains.
+def budget_line(dataset: str, period: str, cap_nano: int, spent_nano: int, reserved_nano: int,
+                delta: tuple[int, int, int] = (0, 0, 0)) -> dict[str, object]:
+    """What a requester is shown of one account: the limit, what is spent, what remains, for
+    epsilon and for delta (`delta` is its cap, spent and reserved in atto-units).
 
     Remaining is never negative: a cap lowered below what was already spent shows 0 left.
     """
+    delta_cap, delta_spent, delta_reserved = delta
     return {"dataset": dataset, "period": period, "epsilon_limit": nano_to_float(cap_nano),
             "epsilon_spent": nano_to_float(spent_nano),
-            "epsilon_remaining": nano_to_float(max(cap_nano - spent_nano - reserved_nano, 0))}
+            "epsilon_remaining": nano_to_float(max(cap_nano - spent_nano - reserved_nano, 0)),
+            "delta_limit": atto_to_float(delta_cap), "delta_spent": atto_to_float(delta_spent),
+            "delta_remaining": atto_to_float(max(delta_cap - delta_spent - delta_reserved, 0))}

@@ -4,6 +4,7 @@ privacy-id column hidden, sources that stay under the data root... each reported
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -64,6 +65,10 @@ def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> No
         pk = doc["private_keys"]
         if pk["allowed"] and not (0 < decimal_of(pk.get("delta", "0")) < Decimal("1e-3")):
             problems.add(("private_keys",), "private_keys.allowed needs a delta in (0, 1e-3)")
+        if pk["allowed"] and sound("budget") and "delta" not in doc["budget"]:
+            problems.add(("private_keys",), "private keys spend delta: budget.delta needs per_grant, "
+                                            "global_cap and lifetime_cap")
+    _check_delta(doc, problems, sound)
     if sound("revenue_shares"):
         _check_shares(doc, problems, sound)
     if sound("source"):
@@ -95,6 +100,31 @@ def _check_epsilon(doc: dict[str, Any], problems: Problems, sound: Sound) -> Non
     if (sound("budget", "global_cap") and sound("budget", "lifetime_cap")
             and decimal_of(doc["budget"]["lifetime_cap"]) < decimal_of(doc["budget"]["global_cap"])):
         problems.add(("budget", "lifetime_cap"), "budget.lifetime_cap is smaller than budget.global_cap")
+
+
+# "Well below 1/rows", checkable without data: max_rows bounds the rows, so the people too; a
+# delta of at most a tenth of 1/max_rows lets, in expectation, fewer than one person in ten lose
+# the guarantee, where 1/n is what publishing one random person's row would cost.
+DELTA_HEADROOM = 10
+
+
+def _check_delta(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:
+    """Every delta figure well below 1/max_rows, and each at least the one it must hold."""
+    chain: list[tuple[tuple[str, ...], Decimal]] = []
+    if sound("private_keys", "delta") and doc["private_keys"].get("allowed"):
+        chain.append((("private_keys", "delta"), decimal_of(doc["private_keys"]["delta"])))
+    if sound("budget", "delta"):
+        chain += [(("budget", "delta", k), decimal_of(doc["budget"]["delta"][k]))
+                  for k in ("per_grant", "global_cap", "lifetime_cap")]
+    if sound("max_rows"):
+        ceiling = Decimal(1) / (DELTA_HEADROOM * doc["max_rows"])
+        for path, value in chain:
+            if value > ceiling:
+                problems.add(path, f"{'.'.join(path)} {value} is not well below 1/max_rows: at most "
+                                   f"{ceiling.normalize()} (a tenth of 1/{doc['max_rows']})")
+    for (low_path, low), (high_path, high) in pairwise(chain):
+        if high < low:
+            problems.add(high_path, f"{'.'.join(high_path)} is smaller than {'.'.join(low_path)}")
 
 
 def _check_shares(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:

@@ -63,7 +63,8 @@ _STATEMENT = obj(("party", "period", "lines", "total_minor"), party=S, period=PE
                                                       amount_minor=MONEY)},
                  total_minor=MONEY, totals=ANY_OBJ)
 
-_BUDGET_LINE = obj(dataset=S, period=PERIOD, epsilon_limit=N, epsilon_spent=N, epsilon_remaining=N)
+_BUDGET_LINE = obj(dataset=S, period=PERIOD, epsilon_limit=N, epsilon_spent=N, epsilon_remaining=N,
+                   delta_limit=N, delta_spent=N, delta_remaining=N)
 
 SCHEMAS: dict[str, Schema] = {
     "Problem": PROBLEM,
@@ -82,7 +83,7 @@ SCHEMAS: dict[str, Schema] = {
     "QueryAnswer": obj(("query_id", "dataset", "columns", "rows", "accuracy", "epsilon_spent", "cached", "budget",
                         "usage"), query_id=S, dataset=S, columns={"type": "array", "items": S},
                        rows={"type": "array", "items": {"type": "array"}}, accuracy=ANY_OBJ, epsilon_spent=N,
-                       cached=B, budget=_BUDGET_LINE,
+                       delta_spent=N, cached=B, budget=_BUDGET_LINE,
                        usage=obj(usage_id=S, price_minor=MONEY, currency=S)),
     "Preview": obj(("dataset", "epsilon", "accuracy", "price", "budget"), dataset=S, epsilon=N, delta=N,
                    accuracy=ANY_OBJ, price=ANY_OBJ, budget=_BUDGET_LINE, would_fit=B),

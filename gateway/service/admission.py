@@ -18,12 +18,14 @@ from typing import Any
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
 from gateway.core.budget import (
+    NO_EPSILON_CAP,
     from_nano,
     grant_account,
     nano_to_float,
     period_at,
     pool_account,
     pool_lifetime_account,
+    to_atto,
     to_nano,
 )
 from gateway.core.canonical import canonical_hash
@@ -75,6 +77,7 @@ class Admitted:
     accounts: tuple[ledger.Account, ...]
     cache_scope: str
     idem_key: str | None
+    delta_atto: int = 0
 
     @property
     def plan(self) -> Plan:
@@ -142,17 +145,24 @@ async def may_ask_again(runtime: Runtime, who: Principal, dataset: str, product_
 
 def _pool_accounts(runtime: Runtime, policy: DatasetPolicy) -> tuple[ledger.Account, ...]:
     """Datasets about the same people share one pool: a cap per period, the smallest of their
-    global caps, and — where any member sets one — a lifetime cap that never renews."""
+    global caps, and — where any member sets one — a lifetime cap that never renews. Delta the
+    same way (R-DP-17), from the members that cap it: a pool none of whose members caps delta
+    spends none."""
     members = [p for p in runtime.registry.policies.values() if p.pool == policy.pool]
+    deltas = [_cap_atto(p.delta_global_cap) for p in members if p.delta_global_cap is not None]
     accounts: tuple[ledger.Account, ...] = (
-        ledger.Account(pool_account(policy.pool), min(_cap_nano(p.global_cap) for p in members)),)
+        ledger.Account(pool_account(policy.pool), min(_cap_nano(p.global_cap) for p in members),
+                       delta_cap_atto=min(deltas, default=0)),)
     lifetime = [_cap_nano(p.lifetime_cap) for p in members if p.lifetime_cap is not None]
-    if lifetime:
-        accounts += (ledger.Account(pool_lifetime_account(policy.pool), min(lifetime), ledger.LIFETIME),)
+    lifetime_deltas = [_cap_atto(p.delta_lifetime_cap) for p in members if p.delta_lifetime_cap is not None]
+    if lifetime or lifetime_deltas:
+        accounts += (ledger.Account(pool_lifetime_account(policy.pool), min(lifetime, default=NO_EPSILON_CAP),
+                                    ledger.LIFETIME, delta_cap_atto=min(lifetime_deltas, default=0)),)
     return accounts
 
 
 _cap_nano = functools.lru_cache(maxsize=256)(to_nano)  # policy caps are few and fixed: convert each once
+_cap_atto = functools.lru_cache(maxsize=256)(to_atto)
 
 
 def _checked(runtime: Runtime, plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
@@ -178,10 +188,13 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     limit = await _grant_limit_of(runtime, who.org_id, plan.dataset, product.product_id if product else None)
     checked = _checked(runtime, plan, policy, limit)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
-    accounts = (ledger.Account(grant_account(who.org_id, policy.dataset), limit), *_pool_accounts(runtime, policy))
+    grant = ledger.Account(grant_account(who.org_id, policy.dataset), limit,
+                           delta_cap_atto=_cap_atto(policy.delta_per_grant))
+    accounts = (grant, *_pool_accounts(runtime, policy))
     scope = who.org_id if policy.cache_scope == "requester" else "*"
+    delta_atto = _cap_atto(checked.delta) if checked.keys == "private" else 0  # only private keys spend delta
     return Admitted(who, checked, policy, product, period_at(time.time(), runtime.settings.zone), epsilon_nano,
-                    accounts, scope, idem_key)
+                    accounts, scope, idem_key, delta_atto)
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
-from gateway.core.budget import atto_to_float, budget_line, grant_account, nano_to_float
+from gateway.core.budget import atto_to_float, budget_line, grant_account, nano_to_float, to_atto
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import may_ask_again, usable_grants
 from gateway.store import audit, ledger
@@ -25,12 +25,15 @@ async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, A
         if usable:
             limits[dataset] = max(g.epsilon_limit_nano for g in usable)
     accounts = {grant_account(org_id, d): d for d in limits}
-    used = await runtime.store.read(ledger.account_usage, sorted(accounts), period)
+    used = await runtime.store.read(ledger.account_figures, sorted(accounts), period)
     lines = []
     for account, dataset in sorted(accounts.items(), key=lambda kv: kv[1]):
-        _cap, spent, reserved = used.get(account, (0, 0, 0))
-        # The grant's limit now; the stored cap catches up at the next charge.
-        line = budget_line(dataset, period, limits[dataset], spent, reserved)
+        f = used.get(account, ledger.Figures(0, 0, 0))
+        policy = runtime.registry.policies.get(dataset)
+        delta_cap = to_atto(policy.delta_per_grant) if policy is not None else 0
+        # The grant's limits now; the stored caps catch up at the next charge.
+        line = budget_line(dataset, period, limits[dataset], f.spent_nano, f.reserved_nano,
+                           (delta_cap, f.delta_spent_atto, f.delta_reserved_atto))
         del line["period"]
         lines.append(line)
     return lines
@@ -38,19 +41,20 @@ async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, A
 
 def _usage_rows(tx: Tx, org_id: str | None, period: str) -> list[dict[str, Any]]:
     sql = ("SELECT usage_id, query_id, org_id, client_id, dataset, product_id, period, cached, epsilon_nano, "
-           "price_minor, currency, price_version, committed_at FROM usage_records WHERE period = ?")
+           "price_minor, currency, price_version, committed_at, delta_atto FROM usage_records WHERE period = ?")
     params: tuple[Any, ...] = (period,)
     if org_id is not None:
         sql += " AND org_id = ?"
         params += (org_id,)
     rows = tx.all(sql + " ORDER BY committed_at, usage_id", params)
     keys = ("usage_id", "query_id", "org_id", "client_id", "dataset", "product_id", "period", "cached",
-            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at")
+            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at", "delta_atto")
     out = []
     for row in rows:
         item = dict(zip(keys, row, strict=True))
         item["cached"] = bool(item["cached"])
         item["epsilon"] = nano_to_float(int(item.pop("epsilon_nano")))
+        item["delta"] = atto_to_float(int(item.pop("delta_atto")))
         item["price_minor"] = int(item["price_minor"])
         out.append(item)
     return out

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.auth.tokens import Principal
-from gateway.core.budget import budget_line, nano_to_float
+from gateway.core.budget import nano_to_float
 from gateway.core.canonical import canonical_hash
 from gateway.core.plan import Plan
 from gateway.dp.outcome import Release
@@ -24,7 +24,16 @@ from gateway.ids import new_id
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
-from gateway.service.answers import ALPHA, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.answers import (
+    ALPHA,
+    REPLAYED,
+    QueryReply,
+    answer_body,
+    cached_view,
+    grant_figures,
+    grant_line,
+    result_view,
+)
 from gateway.service.readiness import held_ready
 from gateway.service.supply import current_snapshot_id
 from gateway.store import idempotency, ledger
@@ -114,7 +123,7 @@ def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
 def _reserve(tx: Tx, ctx: Admitted, query_id: str) -> None:
     ledger.reserve(tx, ledger.Reservation(query_id, ctx.who.org_id, ctx.who.client_id, ctx.plan.dataset,
                                           ctx.product.product_id if ctx.product else None, ctx.period,
-                                          ctx.epsilon_nano, ctx.accounts))
+                                          ctx.epsilon_nano, ctx.accounts, ctx.delta_atto))
     if ctx.idem_key:
         idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, query_id)
 
@@ -179,7 +188,7 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str
         cache_key=ctx.cache_key(release.snapshot_id), plan_fingerprint=ctx.plan.fingerprint(),
         policy_version=ctx.policy.version, snapshot_id=release.snapshot_id, period=ctx.period,
         epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage,
-        answer="{" + view + "}")
+        answer="{" + view + "}", delta_atto=ctx.delta_atto)
     ledger.commit_release(tx, commit)
     body = answer_body(tx, ctx, query_id, view, cached=False, usage=usage, snapshot_id=release.snapshot_id)
     if ctx.idem_key:
@@ -223,16 +232,15 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
     ctx = await admit(runtime, who, plan, product, None)
     assert runtime.sandbox is not None
     figures = await runtime.sandbox.preview(ctx.checked, ALPHA)
-    grant_account = ctx.accounts[0].name
-    usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
-    cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
+    grant = await runtime.store.read(grant_figures, ctx)
     price = ctx.usage(cached=False)
     return {
         "dataset": plan.dataset, "epsilon": nano_to_float(ctx.epsilon_nano), "delta": float(plan.delta),
         "accuracy": figures["accuracy"], "threshold": figures.get("threshold"),
         "price": {"price_minor": price.price_minor, "currency": price.currency},
-        "budget": budget_line(plan.dataset, ctx.period, cap, spent, reserved),
-        "would_fit": ctx.epsilon_nano <= cap - spent - reserved,
+        "budget": grant_line(ctx, grant),
+        "would_fit": ctx.epsilon_nano <= grant.cap_nano - grant.spent_nano - grant.reserved_nano
+        and ctx.delta_atto <= grant.delta_cap_atto - grant.delta_spent_atto - grant.delta_reserved_atto,
     }
 
 
