@@ -30,6 +30,7 @@ from gateway.core.budget import (
 )
 from gateway.core.canonical import canonical_hash
 from gateway.core.checks import CheckedPlan, check_plan
+from gateway.core.derived import base_of, inputs_of
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.errors import Forbidden, GatewayError, Unavailable
@@ -80,6 +81,11 @@ class Admitted:
     delta_atto: int = 0
 
     @property
+    def inputs(self) -> tuple[str, ...]:
+        """A view's inputs, whose status the ledger checks with its own (R-DP-18)."""
+        return inputs_of(self.policy)
+
+    @property
     def plan(self) -> Plan:
         return self.checked.plan
 
@@ -121,6 +127,18 @@ def _grant_limit(grants: list[store_grants.Grant], dataset: str, product_id: str
     return max(g.epsilon_limit_nano for g in usable)
 
 
+def _grant_limit_with_bases(runtime: Runtime, grants: list[store_grants.Grant], dataset: str,
+                            product_id: str | None) -> int:
+    """The limit on `dataset`; on a view, only while a grant on its base holds too: a base grant
+    that ends or is revoked ends what is derived from it (R-DP-18)."""
+    limit = _grant_limit(grants, dataset, product_id)
+    policy = runtime.registry.policies.get(dataset)
+    base = base_of(policy) if policy is not None else None
+    if base is not None and not any(g.dataset == base for g in grants):
+        raise Forbidden(f"you hold no grant for dataset {base!r}, on which {dataset!r} is built")
+    return limit
+
+
 async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product_id: str | None) -> int:
     """The requester's limit from its active grants, read at most every poll interval: a revoked
     grant stops within `suspension_poll_seconds`; a new one is seen at once (a miss re-reads)."""
@@ -128,12 +146,12 @@ async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product_i
     cached = state.grants.get(org_id)
     if cached is not None:
         try:
-            return _grant_limit(cached, dataset, product_id)
+            return _grant_limit_with_bases(runtime, cached, dataset, product_id)
         except Forbidden:
             pass
     grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
     state.grants.put(org_id, grants)
-    return _grant_limit(grants, dataset, product_id)
+    return _grant_limit_with_bases(runtime, grants, dataset, product_id)
 
 
 async def may_ask_again(runtime: Runtime, who: Principal, dataset: str, product_id: str | None) -> None:

@@ -99,7 +99,7 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
                 await runtime.store.write(_reserve, ctx, query_id)
                 reserved = True
                 try:
-                    await runtime.store.write(ledger.mark_executing, query_id, who.org_id)
+                    await runtime.store.write(ledger.mark_executing, query_id, who.org_id, ctx.inputs)
                 except BaseException:
                     await runtime.store.write(_give_back, ctx, query_id)
                     raise
@@ -123,7 +123,7 @@ def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
 def _reserve(tx: Tx, ctx: Admitted, query_id: str) -> None:
     ledger.reserve(tx, ledger.Reservation(query_id, ctx.who.org_id, ctx.who.client_id, ctx.plan.dataset,
                                           ctx.product.product_id if ctx.product else None, ctx.period,
-                                          ctx.epsilon_nano, ctx.accounts, ctx.delta_atto))
+                                          ctx.epsilon_nano, ctx.accounts, ctx.delta_atto, ctx.inputs))
     if ctx.idem_key:
         idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, query_id)
 
@@ -188,7 +188,7 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release) -> tuple[str
         cache_key=ctx.cache_key(release.snapshot_id), plan_fingerprint=ctx.plan.fingerprint(),
         policy_version=ctx.policy.version, snapshot_id=release.snapshot_id, period=ctx.period,
         epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage,
-        answer="{" + view + "}", delta_atto=ctx.delta_atto)
+        answer="{" + view + "}", delta_atto=ctx.delta_atto, inputs=ctx.inputs)
     ledger.commit_release(tx, commit)
     body = answer_body(tx, ctx, query_id, view, cached=False, usage=usage, snapshot_id=release.snapshot_id)
     if ctx.idem_key:
@@ -209,7 +209,7 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
                        ) -> tuple[str, ledger.Usage, ledger.StoredRelease] | None:
     usage = _priced(tx, ctx, cached=True)
     found = ledger.serve_cached(tx, cache_key, ctx.who.org_id, ctx.who.client_id, usage,
-                                ctx.period, ctx.product.product_id if ctx.product else None, known)
+                                ctx.period, ctx.product.product_id if ctx.product else None, known, ctx.inputs)
     if found is None:
         return None
     body = answer_body(tx, ctx, found.query_id, cached_view(ctx, found), cached=True, usage=usage,

@@ -110,7 +110,7 @@ def datasets_not_ready(runtime: Runtime) -> dict[str, str]:
     registry = runtime.registry
     out = {}
     for dataset, policy in sorted(registry.policies.items()):
-        if registry.status.get(dataset) == "withdrawn":
+        if registry.withdrawn(dataset):
             continue
         why = gate.why_not_ready(policy)
         if why is not None:

@@ -53,6 +53,7 @@ class Reservation:
     epsilon_nano: int
     accounts: tuple[Account, ...]
     delta_atto: int = 0
+    inputs: tuple[str, ...] = ()  # a view's base and join input, whose status it shares
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,18 @@ def _share_lock(tx: Tx) -> str:
     return " FOR SHARE OF d" if tx.dialect == "postgres" else ""
 
 
-def check_can_release(tx: Tx, dataset: str, org_id: str) -> None:
-    """Dataset and requester status as the store has them now (R-BU-07, R-AU-05)."""
+def check_can_release(tx: Tx, dataset: str, org_id: str, inputs: Sequence[str] = ()) -> None:
+    """Dataset and requester status as the store has them now (R-BU-07, R-AU-05); a view's
+    inputs (`inputs`) too: a suspension of its base stops it like its own (R-DP-18)."""
     row = tx.one("SELECT d.status, (SELECT o.status FROM organisations o WHERE o.org_id = ?) "
                  "FROM datasets d WHERE d.dataset = ?" + _share_lock(tx), (org_id, dataset))
-    refused = dataset_status.refusal(dataset, row[0] if row is not None else None)
+    statuses = [row[0] if row is not None else None]
+    if inputs:
+        marks = ", ".join("?" for _ in inputs)
+        found: dict[str, str] = dict(tx.all(f"SELECT d.dataset, d.status FROM datasets d WHERE d.dataset IN "
+                                            f"({marks})" + _share_lock(tx), tuple(inputs)))
+        statuses += [found.get(name) for name in inputs]
+    refused = dataset_status.refusal(dataset, dataset_status.worst(statuses))
     if refused is not None:
         raise refused
     assert row is not None
@@ -150,7 +158,7 @@ def _charge(tx: Tx, account: Account, period: str, amount: int, delta: int) -> b
 
 def reserve(tx: Tx, r: Reservation) -> None:
     """Check status, record the query, then charge every account (all or none)."""
-    check_can_release(tx, r.dataset, r.org_id)
+    check_can_release(tx, r.dataset, r.org_id, r.inputs)
     now = utc_now_text()
     tx.execute("INSERT INTO queries (query_id, org_id, client_id, dataset, product_id, period, epsilon_nano, "
                "delta_atto, accounts, state, created_at, updated_at) "
@@ -193,11 +201,11 @@ def _move(tx: Tx, query_id: str, frm: Sequence[str], to: str) -> Charge | None:
     return Charge(str(row[0]), int(row[2]), int(row[5]), json.loads(row[3]))
 
 
-def mark_executing(tx: Tx, query_id: str, org_id: str) -> None:
+def mark_executing(tx: Tx, query_id: str, org_id: str, inputs: Sequence[str] = ()) -> None:
     """The point of no refund: committed before any row is read. Status is checked again here."""
     row = tx.one("SELECT dataset FROM queries WHERE query_id = ?", (query_id,))
     assert row is not None
-    check_can_release(tx, str(row[0]), org_id)
+    check_can_release(tx, str(row[0]), org_id, inputs)
     if _move(tx, query_id, ("reserved",), "executing") is None:
         raise Forbidden("the reservation is no longer held")
 
@@ -252,11 +260,12 @@ class Commit:
     usage: Usage
     answer: str | None = None  # the columns, rows and accuracy as sent (JSON), for reading back
     delta_atto: int = 0
+    inputs: tuple[str, ...] = ()
 
 
 def commit_release(tx: Tx, c: Commit) -> str:
     """Release, ledger entry, usage record and audit entry in one transaction (invariant 5)."""
-    check_can_release(tx, c.dataset, c.org_id)  # a suspension that committed first wins (R-BU-07)
+    check_can_release(tx, c.dataset, c.org_id, c.inputs)  # a suspension that committed first wins (R-BU-07)
     moved = _move(tx, c.query_id, ("executing",), "committed")
     if moved is None:
         raise Forbidden("the reservation is no longer held")
@@ -298,13 +307,14 @@ def find_release(tx: Tx, cache_key: str) -> StoredRelease | None:
 
 
 def serve_cached(tx: Tx, cache_key: str, org_id: str, client_id: str, usage: Usage, period: str,
-                 product_id: str | None, known: StoredRelease | None = None) -> StoredRelease | None:
+                 product_id: str | None, known: StoredRelease | None = None,
+                 inputs: Sequence[str] = ()) -> StoredRelease | None:
     """A stored release for this cache key, billed as a cached call; None when there is none.
     Releases never change once stored, so a caller may pass one it already read (`known`)."""
     found = known or find_release(tx, cache_key)
     if found is None:
         return None
-    check_can_release(tx, found.dataset, org_id)  # withdrawn data is no longer served (invariant 7)
+    check_can_release(tx, found.dataset, org_id, inputs)  # withdrawn data is no longer served (invariant 7)
     insert_usage(tx, usage, found.query_id, org_id, client_id, found.dataset, product_id, period,
                  cached=True, epsilon_nano=0, at=utc_now_text())
     return found
