@@ -1,10 +1,12 @@
 """A stored release is served exactly as answered, and only while asking again would be allowed
-(issue 11.4, R-AU-10): `GET /v1/queries/{id}` over real HTTP against a demo gateway."""
+(issue 11.4, R-AU-10): `GET /v1/queries/{id}` and its signed receipt, over real HTTP against a
+demo gateway."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.auth.receipts import verify_receipt
 from tests.support import Gateway, Reply
 
 BANK, INSURER, BUREAU = "demo-bank", "demo-insurer", "demo-bureau"
@@ -44,6 +46,10 @@ def test_the_stored_release_is_the_answer_as_sent(fresh_gateway: Gateway) -> Non
     assert body["release"] == {"columns": sent["columns"], "rows": sent["rows"]}
     assert body["epsilon_spent"] == sent["epsilon_spent"] and body["delta_spent"] == 0
     assert "count(*)" not in got.body.decode(), "the helper count of the mean leaked"
+    receipt = gw.api("GET", f"/v1/queries/{sent['query_id']}/receipt", BANK)
+    claims = verify_receipt(receipt.body.decode(), gw.api("GET", "/.well-known/jwks.json").json)
+    assert (claims["columns"], claims["rows"]) == (sent["columns"], sent["rows"]), "the receipt signs more"
+    assert claims["accuracy"] == sent["accuracy"]
     # Asked again with another LIMIT, the same release comes from the cache: what was first
     # answered stays what is stored.
     again = ask(gw, BANK, SQL.replace("LIMIT 2", "LIMIT 5"))
@@ -61,6 +67,7 @@ def test_a_stored_release_answers_only_while_the_question_would_be(fresh_gateway
     assert gw.api("POST", "/v1/datasets/residents/suspend", BUREAU).status == 200
     refused, reread = ask(gw, INSURER), stored(gw, INSURER, query_id)
     assert refused.json["code"] == "dataset_suspended" and same_refusal(refused, reread), reread.body
+    assert same_refusal(refused, gw.api("GET", f"/v1/queries/{query_id}/receipt", INSURER))
     assert gw.api("POST", "/v1/datasets/residents/resume", BUREAU).status == 200
     assert stored(gw, INSURER, query_id).status == 200
 
