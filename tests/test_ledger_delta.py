@@ -164,3 +164,23 @@ def test_concurrent_delta_charges_never_overspend(store: Store) -> None:
         t.join()
     assert len(wins) == 5 and len(losses) == 27
     assert figures(store, GRANT).delta_reserved_atto == 5 * 10**10
+
+
+def test_a_policy_stored_before_delta_caps_still_loads_and_spends_no_delta() -> None:
+    """Stricter rules refuse new documents, not those already published: a vehicles policy
+    stored before `budget.delta` existed (private keys allowed, no delta caps) still loads in the
+    registry, with delta caps of 0, so private keys are refused until the bureau publishes caps."""
+    import yaml
+
+    from gateway.core.policy_parse import parse_policy
+    from gateway.errors import PolicyInvalid
+    from gateway.policyfiles import policy_schema, shipped_policies_dir
+    from gateway.runtime.registry import stored_policy
+
+    old = yaml.safe_load((shipped_policies_dir() / "vehicles.yaml").read_text(encoding="utf-8"))
+    del old["budget"]["delta"]
+    old["private_keys"]["delta"] = "1e-7"
+    with pytest.raises(PolicyInvalid, match=r"budget\.delta"):
+        parse_policy(yaml.safe_dump(old), "vehicles.yaml", policy_schema())  # refused if published now
+    policy = stored_policy(old)
+    assert policy.private_keys_allowed and policy.delta_per_grant == 0 and policy.delta_global_cap is None

@@ -51,7 +51,10 @@ def report_schema_error(err: jsonschema.ValidationError, problems: Problems) -> 
 
 
 
-def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:
+def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound, *, stored: bool = False) -> None:
+    """Every rule on every sound part. `stored`: a document already published, read back; the
+    rules added since it may have been published (delta caps, issue 11.2) refuse new documents
+    only, and an old one reads with its delta caps at 0, so it releases no private keys."""
     if isinstance(doc.get("columns"), dict):
         private_keys = sound("private_keys") and doc["private_keys"]["allowed"] is True
         for name, col in doc["columns"].items():
@@ -65,10 +68,11 @@ def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> No
         pk = doc["private_keys"]
         if pk["allowed"] and not (0 < decimal_of(pk.get("delta", "0")) < Decimal("1e-3")):
             problems.add(("private_keys",), "private_keys.allowed needs a delta in (0, 1e-3)")
-        if pk["allowed"] and sound("budget") and "delta" not in doc["budget"]:
+        if pk["allowed"] and sound("budget") and "delta" not in doc["budget"] and not stored:
             problems.add(("private_keys",), "private keys spend delta: budget.delta needs per_grant, "
                                             "global_cap and lifetime_cap")
-    _check_delta(doc, problems, sound)
+    if not stored:
+        _check_delta(doc, problems, sound)
     if sound("revenue_shares"):
         _check_shares(doc, problems, sound)
     if sound("source"):

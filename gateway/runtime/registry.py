@@ -33,7 +33,7 @@ class DatasetRegistry:
         if changed:
             for row in store_datasets.all_datasets(tx):
                 if self._versions.get(row.dataset) != row.policy_version:
-                    self.declared[row.dataset] = _from_document(row.document)
+                    self.declared[row.dataset] = stored_policy(row.document)
                     self._versions[row.dataset] = row.policy_version
             for name, policy in effective_policies(self.declared).items():
                 if self._enforced.get(name) != policy.version:  # a view follows its base's changes
@@ -69,8 +69,10 @@ class DatasetRegistry:
         return dataset_status.is_withdrawn(self.status_of(dataset))
 
 
-def _from_document(document: dict[str, object]) -> DatasetPolicy:
+def stored_policy(document: dict[str, object]) -> DatasetPolicy:
+    """A policy document the store holds. It was validated when published; parsing again keeps
+    one code path, without the rules added since (a rule refuses new documents, it does not
+    unpublish old ones)."""
     import yaml
 
-    # Stored documents were validated when published; parsing again keeps one code path.
-    return parse_policy(yaml.safe_dump(document, sort_keys=False), "<store>", policy_schema())
+    return parse_policy(yaml.safe_dump(document, sort_keys=False), "<store>", policy_schema(), stored=True)
