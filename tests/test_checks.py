@@ -98,6 +98,21 @@ def test_filter_literals_stay_inside_declared_domains() -> None:
         ["'perhaps' is not a valid boolean for column 'insured'"]
 
 
+def test_numeric_literals_outside_the_declared_bounds_are_refused_not_clamped() -> None:
+    """Issue 11.8: a literal outside a column's bounds names no value the domain holds, so it is
+    refused (422, before any spend) with the literal, the bounds and the column, never clamped."""
+    assert reasons("SELECT COUNT(*) FROM residents WHERE age >= 200 OR income BETWEEN -5 AND 10") == [
+        "200 is outside the bounds [0, 110] of column 'age'",
+        "-5.0 is outside the bounds [0, 2000000] of column 'income'",
+    ]
+    assert reasons("SELECT COUNT(*) FROM vehicles WHERE vehicle_age IN (1, 31) AND NOT value != 1e7") == [
+        "31 is outside the bounds [0, 30] of column 'vehicle_age'",
+        "10000000.0 is outside the bounds [0, 1000000] of column 'value'",
+    ]
+    at_the_edges = check("SELECT COUNT(*) FROM residents WHERE age BETWEEN 0 AND 110 AND income <= 2000000")
+    assert at_the_edges.plan.where is not None
+
+
 def test_public_keys_need_categories_and_private_keys_need_the_policy_and_a_delta() -> None:
     uncategorized = with_column(POLICIES["vehicles"], "vehicle_type", categories=None)
     assert reasons("SELECT vehicle_type, COUNT(*) FROM vehicles GROUP BY vehicle_type", policy=uncategorized) == [
@@ -110,7 +125,7 @@ def test_public_keys_need_categories_and_private_keys_need_the_policy_and_a_delt
     assert reasons("SELECT township, COUNT(*) FROM residents GROUP BY township", delta="1e-9") == \
         ["'residents' does not release private group keys; send delta 0"]
     assert reasons("SELECT township, COUNT(*) FROM vehicles GROUP BY township", delta="1e-6") == \
-        ["delta 0.000001 is above the policy's 1E-7"]
+        ["delta 0.000001 is above the policy's 1E-8"]
     assert reasons("SELECT COUNT(*) FROM vehicles", delta="1e-8") == \
         ["delta applies only to GROUP BY with private keys; send delta 0"]
     assert reasons("SELECT township, COUNT(*) FROM vehicles GROUP BY township", delta="1e-20") == \

@@ -62,7 +62,7 @@ def test_several_rows_per_person_scale_the_noise_by_the_truncation_bound() -> No
 
 def test_a_smaller_delta_needs_a_higher_threshold() -> None:
     sql = "SELECT township, COUNT(*) FROM vehicles GROUP BY township"
-    loose, strict = compiler.cost(checked(sql, "1", "1e-7")), compiler.cost(checked(sql, "1", "1e-9"))
+    loose, strict = compiler.cost(checked(sql, "1", "1e-8")), compiler.cost(checked(sql, "1", "1e-10"))
     assert loose.threshold is not None and strict.threshold is not None
     assert strict.threshold > loose.threshold > 0
 

@@ -343,3 +343,67 @@ async def test_a_new_policy_version_rechecks_the_current_snapshot(runtime: Runti
     refused = audit_entries(runtime, "snapshot.refused")
     assert refused == [{"actor": "system", "subject": "residents", "payload": {
         "origin": "parquet", "problems": [{"code": "category_undeclared", "column": "township"}]}}]
+
+
+# ---------------------------------------------------------------- a reverted source (issue 11.8)
+
+
+@pytest.fixture
+async def upstream_residents(residents: pl.DataFrame) -> AsyncIterator[str]:
+    """A source department's endpoint serving 3,000 residents (not the file's 52,000)."""
+    import io
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    buf = io.BytesIO()
+    residents.head(3000).write_parquet(buf)
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=buf.getvalue(), content_type="application/vnd.apache.parquet")
+
+    app = web.Application()
+    app.router.add_get("/residents", handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("/residents"))
+
+
+def pulled_from(url: str, version: str) -> DatasetPolicy:
+    from gateway.core.policy import Source
+
+    return dataclasses.replace(RESIDENTS, source=Source("http", (("format", "parquet"), ("url", url))),
+                               version=version)
+
+
+async def test_a_snapshot_pulled_upstream_stops_being_current_when_the_policy_naming_it_is_reverted(
+        runtime: Runtime, upstream_residents: str) -> None:
+    await activate_current_snapshots(runtime)
+    follower = Follower(supply_of(runtime))
+    from_file = current_snapshot_id(runtime, "residents")
+    runtime.registry.policies["residents"] = pulled_from(upstream_residents, "v2-upstream")
+    await follower.follow()  # the new policy names another source: its data replaces the file's
+    pulled = await runtime.store.read(store.current, "residents")
+    assert pulled is not None and pulled.origin == "http" and pulled.rows == 3000
+    assert current_snapshot_id(runtime, "residents") == pulled.snapshot_id
+    runtime.registry.policies["residents"] = RESIDENTS  # the bureau reverts
+    await follower.follow()
+    assert current_snapshot_id(runtime, "residents") == from_file
+    record = await runtime.store.read(store.current, "residents")
+    assert record is not None and record.snapshot_id == from_file and record.origin == "parquet"
+
+
+async def test_when_the_reverted_source_cannot_be_read_the_pulled_snapshot_is_retired(
+        runtime: Runtime, upstream_residents: str) -> None:
+    await activate_current_snapshots(runtime)
+    follower = Follower(supply_of(runtime))
+    runtime.registry.policies["residents"] = pulled_from(upstream_residents, "v2-upstream")
+    await follower.follow()
+    pulled = current_snapshot_id(runtime, "residents")
+    (runtime.settings.data_path / "residents.parquet").rename(runtime.settings.state_path / "r.parquet")
+    runtime.registry.policies["residents"] = RESIDENTS
+    await follower.follow()
+    assert "residents" in datasets_not_loaded(runtime)  # 503 before any reservation, /readyz says so
+    assert await runtime.store.read(store.current, "residents") is None
+    retired = audit_entries(runtime, "snapshot.retired")
+    assert retired == [{"actor": "system", "subject": "residents",
+                        "payload": {"snapshot_id": pulled, "reason": "source_changed"}}]

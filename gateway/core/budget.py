@@ -1,8 +1,12 @@
-"""Exact privacy-loss arithmetic: epsilon as integer nano-units, budget periods, splits.
+"""Exact privacy-loss arithmetic: epsilon in nano-units, delta in atto-units, periods, splits.
 
 Budgets are kept like money (R-BU-04): a decimal epsilon from a request or a policy becomes
 an integer count of nano-epsilon, rounded up, so that the sum of charges never passes a cap
-because of rounding. Periods are calendar months in the county's time zone.
+because of rounding. Delta (R-DP-17) is counted in atto-units (10^-18): the smallest delta a
+query may carry is 1e-12 (`checks.MIN_DELTA`), so every delta a request may send, with six more
+significant digits, is an exact integer, and a cap of 1 is 10^18, which a BIGINT holds; in
+nano-units 1e-12 would be charged as 1e-9, a thousandfold. Periods are calendar months in the
+county's time zone.
 """
 
 from __future__ import annotations
@@ -13,18 +17,28 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 NANO = 10**9
+ATTO = 10**18
 _PERIOD_FORMAT = "%Y-%m"
 
 
 def to_nano(eps: Decimal | str | int) -> int:
-    """Epsilon (or delta) as an integer count of nano-units, rounded up (R-BU-04)."""
+    """Epsilon as an integer count of nano-units, rounded up (R-BU-04)."""
+    return _units(eps, NANO)
+
+
+def to_atto(delta: Decimal | str | int) -> int:
+    """Delta as an integer count of atto-units (10^-18), rounded up (R-BU-04, R-DP-17)."""
+    return _units(delta, ATTO)
+
+
+def _units(loss: Decimal | str | int, scale: int) -> int:
     try:
-        value = Decimal(eps)
+        value = Decimal(loss)
     except (InvalidOperation, TypeError, ValueError):
-        raise ValueError(f"not a decimal number: {eps!r}") from None
+        raise ValueError(f"not a decimal number: {loss!r}") from None
     if not value.is_finite() or value < 0:
-        raise ValueError(f"privacy loss must be a finite, non-negative number: {eps!r}")
-    return int((value * NANO).to_integral_value(rounding=ROUND_CEILING))
+        raise ValueError(f"privacy loss must be a finite, non-negative number: {loss!r}")
+    return int((value * scale).to_integral_value(rounding=ROUND_CEILING))
 
 
 @functools.lru_cache(maxsize=1024)  # pure, and called for every figure of every answer
@@ -37,6 +51,16 @@ def from_nano(n: int) -> Decimal:
 def nano_to_float(n: int) -> float:
     """For JSON answers only; the ledger never computes with floats."""
     return float(from_nano(n))
+
+
+def from_atto(n: int) -> Decimal:
+    """Atto-units back to an exact Decimal (1000 -> 1E-15)."""
+    return Decimal(n).scaleb(-18).normalize() if n else Decimal(0)
+
+
+def atto_to_float(n: int) -> float:
+    """For JSON answers only: 1e-08, never a rounded 0."""
+    return float(from_atto(n))
 
 
 def split_epsilon(total_nano: int, parts: int) -> tuple[int, ...]:
@@ -107,15 +131,25 @@ def pool_lifetime_account(pool: str) -> str:
     return f"pool-lifetime:{pool}"
 
 
+# The epsilon cap of a lifetime account whose members cap only its delta: never reached (it is
+# 4.6e9 epsilon), and inside a BIGINT. Every account has both figures; this one limits delta only.
+NO_EPSILON_CAP = 2**62
+
+
 def is_lifetime_account(name: str) -> bool:
     return name.startswith("pool-lifetime:")
 
 
-def budget_line(dataset: str, period: str, cap_nano: int, spent_nano: int, reserved_nano: int) -> dict[str, object]:
-    """What a requester is shown of one account: the limit, what is spent, what remains.
+def budget_line(dataset: str, period: str, cap_nano: int, spent_nano: int, reserved_nano: int,
+                delta: tuple[int, int, int] = (0, 0, 0)) -> dict[str, object]:
+    """What a requester is shown of one account: the limit, what is spent, what remains, for
+    epsilon and for delta (`delta` is its cap, spent and reserved in atto-units).
 
     Remaining is never negative: a cap lowered below what was already spent shows 0 left.
     """
+    delta_cap, delta_spent, delta_reserved = delta
     return {"dataset": dataset, "period": period, "epsilon_limit": nano_to_float(cap_nano),
             "epsilon_spent": nano_to_float(spent_nano),
-            "epsilon_remaining": nano_to_float(max(cap_nano - spent_nano - reserved_nano, 0))}
+            "epsilon_remaining": nano_to_float(max(cap_nano - spent_nano - reserved_nano, 0)),
+            "delta_limit": atto_to_float(delta_cap), "delta_spent": atto_to_float(delta_spent),
+            "delta_remaining": atto_to_float(max(delta_cap - delta_spent - delta_reserved, 0))}

@@ -1,9 +1,10 @@
 """Literals in filters, normalized to their column's type and held inside declared domains.
 
 `age >= 18`, `age >= 18.0` and `age >= '18'` all become the integer 18, so that they hash
-the same; a value of the wrong kind, or outside a column's public categories (R-DP-09), is
-reported. Text and boolean columns are compared only with =, !=, IN: their order is not
-part of the policy.
+the same; a value of the wrong kind, outside a column's public categories, or outside its
+declared bounds (R-DP-09) is reported: refused, never clamped, since a clamped literal would
+answer a question other than the one asked. Text and boolean columns are compared only with
+=, !=, IN: their order is not part of the policy.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def _value(value: Scalar, column: Column, report: Report) -> Scalar:
         return value
     if column.categories is not None and normalized not in column.categories:
         report(f"{value!r} is not one of the categories of column {column.name!r}")
+    if column.bounds is not None and isinstance(normalized, int | float) \
+            and not column.bounds[0] <= normalized <= column.bounds[1]:
+        low, high = column.bounds
+        report(f"{normalized!r} is outside the bounds [{low}, {high}] of column {column.name!r}")
     return normalized
 
 

@@ -105,6 +105,10 @@ class DatasetPolicy:
     rate_burst: int | None
     version: str
     document: Mapping[str, Any]
+    # Delta caps beside the epsilon ones (R-DP-17); none where the policy releases no private keys.
+    delta_per_grant: Decimal = Decimal(0)
+    delta_global_cap: Decimal | None = None
+    delta_lifetime_cap: Decimal | None = None
 
     def column(self, name: str) -> Column | None:
         for col in self.columns:
@@ -144,6 +148,7 @@ def build_policy(doc: dict[str, Any]) -> DatasetPolicy:
     rate = doc.get("rate_limit", {})
     budget = doc["budget"]
     auto = access.get("auto_approve_epsilon")
+    delta = {k: decimal_of(v) for k, v in budget.get("delta", {}).items()}
     return DatasetPolicy(
         dataset=doc["dataset"], title=doc["title"], description=doc.get("description", ""),
         owner=doc["owner"], classification=doc["classification"],
@@ -170,6 +175,8 @@ def build_policy(doc: dict[str, Any]) -> DatasetPolicy:
         auto_approve_epsilon=decimal_of(auto) if auto is not None else None,
         rate_per_second=rate.get("per_second"), rate_burst=rate.get("burst"),
         version=content_hash(doc), document=doc,
+        delta_per_grant=delta.get("per_grant", Decimal(0)), delta_global_cap=delta.get("global_cap"),
+        delta_lifetime_cap=delta.get("lifetime_cap"),
     )
 
 

@@ -19,8 +19,9 @@ from gateway.core.policy_yaml import Problems, StrictLoader, compose_strict, inf
 from gateway.errors import Located, PolicyInvalid
 
 
-def parse_policy(text: str, filename: str, schema: Mapping[str, Any]) -> DatasetPolicy:
-    """YAML text -> DatasetPolicy, or PolicyInvalid listing every located problem."""
+def parse_policy(text: str, filename: str, schema: Mapping[str, Any], *, stored: bool = False) -> DatasetPolicy:
+    """YAML text -> DatasetPolicy, or PolicyInvalid listing every located problem. `stored`: a
+    document the store already holds (see `policy_rules.check_semantics`)."""
     try:
         root = compose_strict(text)
     except yaml.MarkedYAMLError as exc:
@@ -44,7 +45,7 @@ def parse_policy(text: str, filename: str, schema: Mapping[str, Any]) -> Dataset
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         report_schema_error(err, problems)
     # Semantic rules run on every part the schema found sound, so one pass reports them all.
-    check_semantics(doc, problems, Sound(doc, problems.broken))
+    check_semantics(doc, problems, Sound(doc, problems.broken), stored=stored)
     if problems.items:
         raise PolicyInvalid(problems.items)
     return build_policy(doc)

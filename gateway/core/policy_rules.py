@@ -4,6 +4,7 @@ privacy-id column hidden, sources that stay under the data root... each reported
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -51,11 +52,15 @@ def report_schema_error(err: jsonschema.ValidationError, problems: Problems) -> 
 
 
 
-def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:
+def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound, *, stored: bool = False) -> None:
+    """Every rule on every sound part. `stored`: a document already published, read back; the
+    rules added since it may have been published (delta caps, issue 11.2) refuse new documents
+    only, and an old one reads with its delta caps at 0, so it releases no private keys."""
     if isinstance(doc.get("columns"), dict):
+        private_keys = sound("private_keys") and doc["private_keys"]["allowed"] is True
         for name, col in doc["columns"].items():
             if sound("columns", name):
-                _check_column(name, col, problems)
+                _check_column(name, col, problems, private_keys)
     if sound("privacy_unit"):
         _check_unit(doc, problems, sound)
     if sound("epsilon"):
@@ -64,6 +69,11 @@ def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound) -> No
         pk = doc["private_keys"]
         if pk["allowed"] and not (0 < decimal_of(pk.get("delta", "0")) < Decimal("1e-3")):
             problems.add(("private_keys",), "private_keys.allowed needs a delta in (0, 1e-3)")
+        if pk["allowed"] and sound("budget") and "delta" not in doc["budget"] and not stored:
+            problems.add(("private_keys",), "private keys spend delta: budget.delta needs per_grant, "
+                                            "global_cap and lifetime_cap")
+    if not stored:
+        _check_delta(doc, problems, sound)
     if sound("revenue_shares"):
         _check_shares(doc, problems, sound)
     if sound("source"):
@@ -100,6 +110,31 @@ def _check_epsilon(doc: dict[str, Any], problems: Problems, sound: Sound) -> Non
         problems.add(("budget", "lifetime_cap"), "budget.lifetime_cap is smaller than budget.global_cap")
 
 
+# "Well below 1/rows", checkable without data: max_rows bounds the rows, so the people too; a
+# delta of at most a tenth of 1/max_rows lets, in expectation, fewer than one person in ten lose
+# the guarantee, where 1/n is what publishing one random person's row would cost.
+DELTA_HEADROOM = 10
+
+
+def _check_delta(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:
+    """Every delta figure well below 1/max_rows, and each at least the one it must hold."""
+    chain: list[tuple[tuple[str, ...], Decimal]] = []
+    if sound("private_keys", "delta") and doc["private_keys"].get("allowed"):
+        chain.append((("private_keys", "delta"), decimal_of(doc["private_keys"]["delta"])))
+    if sound("budget", "delta"):
+        chain += [(("budget", "delta", k), decimal_of(doc["budget"]["delta"][k]))
+                  for k in ("per_grant", "global_cap", "lifetime_cap")]
+    if sound("max_rows"):
+        ceiling = Decimal(1) / (DELTA_HEADROOM * doc["max_rows"])
+        for path, value in chain:
+            if value > ceiling:
+                problems.add(path, f"{'.'.join(path)} {value} is not well below 1/max_rows: at most "
+                                   f"{ceiling.normalize()} (a tenth of 1/{doc['max_rows']})")
+    for (low_path, low), (high_path, high) in pairwise(chain):
+        if high < low:
+            problems.add(high_path, f"{'.'.join(high_path)} is smaller than {'.'.join(low_path)}")
+
+
 def _check_shares(doc: dict[str, Any], problems: Problems, sound: Sound) -> None:
     shares = doc["revenue_shares"]
     if sum(shares.values()) != BASIS_POINTS:
@@ -109,7 +144,7 @@ def _check_shares(doc: dict[str, Any], problems: Problems, sound: Sound) -> None
         problems.add(("revenue_shares",), f"the owner {doc['owner']!r} must have a revenue share")
 
 
-def _check_column(name: str, col: dict[str, Any], problems: Problems) -> None:
+def _check_column(name: str, col: dict[str, Any], problems: Problems, private_keys: bool) -> None:
     def at(*path: Any, message: str) -> None:
         problems.add(("columns", name, *path), f"{name}: {message}")
 
@@ -122,8 +157,11 @@ def _check_column(name: str, col: dict[str, Any], problems: Problems) -> None:
             at("bounds", message="bounds must be [lower, upper] with lower < upper")
     if col.get("aggregate") and numeric and "bounds" not in col:
         at("aggregate", message="a numeric column that may be aggregated needs bounds")
-    if col.get("group_by") and "categories" not in col:
-        at("group_by", message="a group-by column needs its public categories")
+    # Without categories the keys come from the data: only OpenDP's threshold may release them.
+    if col.get("group_by") and "categories" not in col and not private_keys:
+        at("group_by", message="a group-by column needs its public categories unless private_keys.allowed is true")
+    if col.get("group_by") and col["type"] == "float":
+        at("group_by", message="a float column cannot be a group key")
     for index, cat in enumerate(col.get("categories", [])):
         if not _category_fits(col["type"], cat):
             at("categories", index, message=f"category {cat!r} is not a {col['type']}")

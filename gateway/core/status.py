@@ -38,3 +38,9 @@ def is_withdrawn(status: str | None) -> bool:
 def may_change(current: str, action: str) -> bool:
     """Withdrawal is final: only a repeated withdrawal is accepted after it."""
     return current != WITHDRAWN or action == "withdraw"
+
+
+def worst(statuses: list[str | None]) -> str:
+    """The status of something that answers to several datasets (a view and its inputs): the
+    least available of them; an unknown one counts as withdrawn."""
+    return max((s if s in STATUSES else WITHDRAWN for s in statuses), key=STATUSES.index, default=ACTIVE)

@@ -10,7 +10,9 @@ SourceUnavailable; tables that do not fit their policy raise SnapshotRefused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,30 @@ class Incoming:
     def discard(self) -> None:
         if self.temporary is not None:
             self.temporary.unlink(missing_ok=True)
+
+
+# What names a source: where it is. Schedules, time-outs and size limits do not make another source.
+_LOCATION = ("path", "url", "table", "dsn_env", "format", "base", "join", "on")
+PULLED_ORIGINS = frozenset({"parquet", "csv", "postgres", "http"})
+
+
+def source_identity(policy: DatasetPolicy) -> str:
+    """A short hash of the source a policy names; kept with each snapshot pulled from it."""
+    where = {k: policy.source.get(k) for k in _LOCATION if policy.source.get(k) is not None}
+    text = json.dumps([policy.source.kind, where], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def names_source_of(policy: DatasetPolicy, origin: str, inputs: Mapping[str, str]) -> bool:
+    """Whether a snapshot may serve under `policy` as far as its provenance goes: uploads and views
+    always (their inputs are checked otherwise); a pulled snapshot only while the policy names the
+    source it was pulled from, so that reverting a policy also reverts its data (issue 11.8).
+    Snapshots kept from before sources were recorded are matched by their kind."""
+    if origin not in PULLED_ORIGINS:
+        return True
+    if "source" in inputs:
+        return inputs["source"] == source_identity(policy)
+    return origin == policy.source.kind
 
 
 def refresh_seconds(policy: DatasetPolicy) -> int | None:
@@ -107,7 +133,8 @@ def _file(policy: DatasetPolicy, memory: SourceMemory, data_root: Path) -> Incom
     def remember(m: SourceMemory) -> None:
         m.fingerprint = seen
 
-    return Incoming(scan(where.target, kind), kind == "csv", kind, remember=remember)
+    return Incoming(scan(where.target, kind), kind == "csv", kind, remember=remember,
+                    inputs={"source": source_identity(policy)})
 
 
 async def _postgres(policy: DatasetPolicy, work_root: Path) -> Incoming:
@@ -120,7 +147,8 @@ async def _postgres(policy: DatasetPolicy, work_root: Path) -> Incoming:
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
-    return Incoming(scan(dest, "parquet"), False, "postgres", temporary=dest)
+    return Incoming(scan(dest, "parquet"), False, "postgres", temporary=dest,
+                    inputs={"source": source_identity(policy)})
 
 
 async def _http(policy: DatasetPolicy, memory: SourceMemory, work_root: Path,
@@ -138,7 +166,7 @@ async def _http(policy: DatasetPolicy, memory: SourceMemory, work_root: Path,
         m.validators = got.validators
 
     return Incoming(scan(got.path, got.format), got.format == "csv", "http", temporary=got.path,
-                    remember=remember)
+                    remember=remember, inputs={"source": source_identity(policy)})
 
 
 async def _view(policy: DatasetPolicy, memory: SourceMemory,

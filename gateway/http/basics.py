@@ -11,6 +11,7 @@ from gateway.http import oauth
 from gateway.http.keys import RUNTIME
 from gateway.http.openapi import api
 from gateway.http.routing import ANY_ROLE, PUBLIC, Route, route
+from gateway.service.readiness import datasets_not_ready
 from gateway.service.supply import datasets_not_loaded
 from gateway.store import identity
 from gateway.store.schema import pending_migrations
@@ -62,6 +63,12 @@ async def readyz(request: web.Request) -> web.Response:
     missing = datasets_not_loaded(runtime)
     if missing:
         raise Unavailable(f"datasets not loaded: {', '.join(sorted(missing))}", retry_after=5)
+    waiting = datasets_not_ready(runtime)  # loaded, but not for the policy in force (R-DP-20)
+    if waiting:
+        refused = Unavailable("datasets not ready: " + "; ".join(f"{d} ({why})" for d, why in waiting.items()),
+                              retry_after=2)
+        refused.extra["datasets"] = sorted(waiting)
+        raise refused
     return web.json_response({"status": "ready"})
 
 

@@ -68,7 +68,8 @@ _STATEMENT = obj(("party", "period", "lines", "total_minor"), party=S, period=PE
                                                       amount_minor=MONEY, special_fund_minor=MONEY)},
                  total_minor=MONEY, totals=ANY_OBJ, special_fund_minor=MONEY)
 
-_BUDGET_LINE = obj(dataset=S, period=PERIOD, epsilon_limit=N, epsilon_spent=N, epsilon_remaining=N)
+_BUDGET_LINE = obj(dataset=S, period=PERIOD, epsilon_limit=N, epsilon_spent=N, epsilon_remaining=N,
+                   delta_limit=N, delta_spent=N, delta_remaining=N)
 
 SCHEMAS: dict[str, Schema] = {
     "Problem": PROBLEM,
@@ -93,14 +94,19 @@ SCHEMAS: dict[str, Schema] = {
     "QueryAnswer": obj(("query_id", "dataset", "columns", "rows", "accuracy", "epsilon_spent", "cached", "budget",
                         "usage"), query_id=S, dataset=S, columns={"type": "array", "items": S},
                        rows={"type": "array", "items": {"type": "array"}}, accuracy=ANY_OBJ, epsilon_spent=N,
-                       cached=B, budget=_BUDGET_LINE,
+                       delta_spent=N, cached=B, budget=_BUDGET_LINE,
                        usage=obj(usage_id=S, price_minor=MONEY, currency=S)),
     "Preview": obj(("dataset", "epsilon", "accuracy", "price", "budget"), dataset=S, epsilon=N, delta=N,
                    accuracy=ANY_OBJ, price=ANY_OBJ, budget=_BUDGET_LINE, would_fit=B),
     "Budget": obj(("period", "datasets"), period=PERIOD, datasets={"type": "array", "items": _BUDGET_LINE}),
     "Usage": obj(("period", "items"), period=PERIOD, items={"type": "array", "items": ANY_OBJ}),
     "AuditVerdict": obj(("ok", "entries", "head"), ok=B, entries=INT, head=S),
-    "Release": ANY_OBJ,
+    "Release": obj(("query_id", "dataset", "release", "accuracy", "epsilon_spent"), query_id=S, dataset=S,
+                   columns={"type": "array", "items": S}, rows={"type": "array", "items": {"type": "array"}},
+                   release=obj(("columns", "rows"), columns={"type": "array", "items": S},
+                               rows={"type": "array", "items": {"type": "array"}}),
+                   accuracy=ANY_OBJ, epsilon_spent=N, delta_spent=N, policy_version=S, snapshot_id=S,
+                   created_at=TIME),
     "Snapshot": ANY_OBJ,
     "SnapshotList": obj(("dataset", "snapshots"), dataset=S, current=NULL_S,
                         snapshots={"type": "array", "items": ref("Snapshot")}),

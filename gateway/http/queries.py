@@ -163,8 +163,7 @@ async def get_audit_verify(request: web.Request) -> web.Response:
 
 @route("GET", "/v1/queries/{query_id}", {"requester"})
 async def get_release(request: web.Request) -> web.Response:
-    found = await ledger_views.release(request.app[RUNTIME], principal(request).org_id,
-                                       request.match_info["query_id"])
+    found = await ledger_views.release(request.app[RUNTIME], principal(request), request.match_info["query_id"])
     if found is None:
         raise NotFound("no such release")
     return web.json_response(found)

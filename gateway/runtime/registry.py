@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.core import status as dataset_status
+from gateway.core.derived import effective_policies, inputs_of
 from gateway.core.policy import DatasetPolicy
 from gateway.core.policy_parse import parse_policy
 from gateway.errors import NotFound
@@ -15,10 +16,14 @@ from gateway.store.db import Tx
 
 @dataclass
 class DatasetRegistry:
+    """`policies` are the policies as enforced: a view's is inherited from its base (core.derived)."""
+
     policies: dict[str, DatasetPolicy] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     clients: dict[str, bool] = field(default_factory=dict)  # client id -> active (R-AU-05)
+    declared: dict[str, DatasetPolicy] = field(default_factory=dict)  # as published
     _versions: dict[str, str] = field(default_factory=dict)
+    _enforced: dict[str, str] = field(default_factory=dict)
 
     def refresh(self, tx: Tx) -> bool:
         """Re-read statuses; re-parse a policy only when its version changed. True if anything did."""
@@ -28,8 +33,12 @@ class DatasetRegistry:
         if changed:
             for row in store_datasets.all_datasets(tx):
                 if self._versions.get(row.dataset) != row.policy_version:
-                    self.policies[row.dataset] = policy_from_document(row.document)
+                    self.declared[row.dataset] = stored_policy(row.document)
                     self._versions[row.dataset] = row.policy_version
+            for name, policy in effective_policies(self.declared).items():
+                if self._enforced.get(name) != policy.version:  # a view follows its base's changes
+                    self.policies[name] = policy
+                    self._enforced[name] = policy.version
         moved = new_status != self.status
         self.status = new_status
         return changed or moved
@@ -49,15 +58,21 @@ class DatasetRegistry:
         return policy
 
     def status_of(self, dataset: str) -> str:
-        """The dataset's status as last polled; a dataset seeded but not yet polled is active."""
-        return self.status.get(dataset, dataset_status.ACTIVE)
+        """The dataset's status as last polled (a dataset seeded but not yet polled is active); a
+        view's is its inputs' where worse: a view of a suspended base is suspended (R-DP-18)."""
+        policy = self.policies.get(dataset)
+        inputs = inputs_of(policy) if policy is not None else ()
+        return dataset_status.worst([self.status.get(dataset, dataset_status.ACTIVE),
+                                     *(self.status.get(d) for d in inputs)])
 
     def withdrawn(self, dataset: str) -> bool:
-        return dataset_status.is_withdrawn(self.status.get(dataset))
+        return dataset_status.is_withdrawn(self.status_of(dataset))
 
 
-def policy_from_document(document: dict[str, object]) -> DatasetPolicy:
+def stored_policy(document: dict[str, object]) -> DatasetPolicy:
+    """A policy document the store holds. It was validated when published; parsing again keeps
+    one code path, without the rules added since (a rule refuses new documents, it does not
+    unpublish old ones)."""
     import yaml
 
-    # Stored documents were validated when published; parsing again keeps one code path.
-    return parse_policy(yaml.safe_dump(document, sort_keys=False), "<store>", policy_schema())
+    return parse_policy(yaml.safe_dump(document, sort_keys=False), "<store>", policy_schema(), stored=True)

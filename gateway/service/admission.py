@@ -19,17 +19,20 @@ from typing import Any
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
 from gateway.core.budget import (
+    NO_EPSILON_CAP,
     from_nano,
     grant_account,
     nano_to_float,
     period_at,
     pool_account,
     pool_lifetime_account,
+    to_atto,
     to_nano,
 )
 from gateway.core.canonical import canonical_hash
 from gateway.core.checks import CheckedPlan, check_plan
 from gateway.core.cost import CostLimits, check_cost
+from gateway.core.derived import base_of, inputs_of
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.core.pricing import INDUSTRY, PricePlan, call_class
@@ -37,7 +40,7 @@ from gateway.errors import Forbidden, GatewayError, Unavailable
 from gateway.metrics import REFUSAL_REASONS
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
-from gateway.service.supply import current_snapshot_id
+from gateway.service.readiness import ensure_ready
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
@@ -80,6 +83,12 @@ class Admitted:
     idem_key: str | None
     purpose_class: str = INDUSTRY  # of the grants that allow the call (core.pricing.call_class)
     day: str = ""  # the county's calendar day of the call (trial prices end on one)
+    delta_atto: int = 0
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """A view's inputs, whose status the ledger checks with its own (R-DP-18)."""
+        return inputs_of(self.policy)
 
     @property
     def plan(self) -> Plan:
@@ -114,43 +123,68 @@ def usable_grants(grants: list[store_grants.Grant], dataset: str,
             and (g.product_id is None or (product_id is not None and g.product_id == product_id))]
 
 
-def _grant_limit(grants: list[store_grants.Grant], dataset: str, product: ProductCall | None) -> tuple[int, str]:
+def _grant_limit(grants: list[store_grants.Grant], dataset: str, product_id: str | None) -> tuple[int, str]:
     """The limit of the call's grants, and the purpose class they give it."""
-    usable = usable_grants(grants, dataset, product.product_id if product else None)
+    usable = usable_grants(grants, dataset, product_id)
     if not usable:
-        raise Forbidden(f"you hold no grant for {'this product' if product else 'dataset ' + repr(dataset)}")
+        raise Forbidden(f"you hold no grant for {'this product' if product_id else 'dataset ' + repr(dataset)}")
     return max(g.epsilon_limit_nano for g in usable), call_class(g.purpose_class for g in usable)
 
 
-async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str,
-                          product: ProductCall | None) -> tuple[int, str]:
+def _grant_limit_with_bases(runtime: Runtime, grants: list[store_grants.Grant], dataset: str,
+                            product_id: str | None) -> tuple[int, str]:
+    """The limit on `dataset` (and its purpose class); on a view, only while a grant on its base
+    holds too: a base grant that ends or is revoked ends what is derived from it (R-DP-18)."""
+    found = _grant_limit(grants, dataset, product_id)
+    policy = runtime.registry.policies.get(dataset)
+    base = base_of(policy) if policy is not None else None
+    if base is not None and not any(g.dataset == base for g in grants):
+        raise Forbidden(f"you hold no grant for dataset {base!r}, on which {dataset!r} is built")
+    return found
+
+
+async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product_id: str | None) -> tuple[int, str]:
     """The requester's limit from its active grants, read at most every poll interval: a revoked
     grant stops within `suspension_poll_seconds`; a new one is seen at once (a miss re-reads)."""
     state = runtime.owned(AdmissionState)
     cached = state.grants.get(org_id)
     if cached is not None:
         try:
-            return _grant_limit(cached, dataset, product)
+            return _grant_limit_with_bases(runtime, cached, dataset, product_id)
         except Forbidden:
             pass
     grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
     state.grants.put(org_id, grants)
-    return _grant_limit(grants, dataset, product)
+    return _grant_limit_with_bases(runtime, grants, dataset, product_id)
+
+
+async def may_ask_again(runtime: Runtime, who: Principal, dataset: str, product_id: str | None) -> None:
+    """A stored release is served only while asking for it again would be allowed (R-AU-10): the
+    dataset answers queries and a grant holds; else the error that question would get."""
+    runtime.registry.usable(dataset)
+    await _grant_limit_of(runtime, who.org_id, dataset, product_id)
 
 
 def _pool_accounts(runtime: Runtime, policy: DatasetPolicy) -> tuple[ledger.Account, ...]:
     """Datasets about the same people share one pool: a cap per period, the smallest of their
-    global caps, and — where any member sets one — a lifetime cap that never renews."""
+    global caps, and — where any member sets one — a lifetime cap that never renews. Delta the
+    same way (R-DP-17), from the members that cap it: a pool none of whose members caps delta
+    spends none."""
     members = [p for p in runtime.registry.policies.values() if p.pool == policy.pool]
+    deltas = [_cap_atto(p.delta_global_cap) for p in members if p.delta_global_cap is not None]
     accounts: tuple[ledger.Account, ...] = (
-        ledger.Account(pool_account(policy.pool), min(_cap_nano(p.global_cap) for p in members)),)
+        ledger.Account(pool_account(policy.pool), min(_cap_nano(p.global_cap) for p in members),
+                       delta_cap_atto=min(deltas, default=0)),)
     lifetime = [_cap_nano(p.lifetime_cap) for p in members if p.lifetime_cap is not None]
-    if lifetime:
-        accounts += (ledger.Account(pool_lifetime_account(policy.pool), min(lifetime), ledger.LIFETIME),)
+    lifetime_deltas = [_cap_atto(p.delta_lifetime_cap) for p in members if p.delta_lifetime_cap is not None]
+    if lifetime or lifetime_deltas:
+        accounts += (ledger.Account(pool_lifetime_account(policy.pool), min(lifetime, default=NO_EPSILON_CAP),
+                                    ledger.LIFETIME, delta_cap_atto=min(lifetime_deltas, default=0)),)
     return accounts
 
 
 _cap_nano = functools.lru_cache(maxsize=256)(to_nano)  # policy caps are few and fixed: convert each once
+_cap_atto = functools.lru_cache(maxsize=256)(to_atto)
 
 
 def _checked(runtime: Runtime, plan: Plan, policy: DatasetPolicy, limit: int) -> CheckedPlan:
@@ -172,16 +206,21 @@ async def admit(runtime: Runtime, who: Principal, plan: Plan, product: ProductCa
     """Every check that needs no data and spends nothing (DESIGN §4 steps 1-3)."""
     policy = runtime.registry.usable(plan.dataset)
     ensure_sandbox(runtime)
-    current_snapshot_id(runtime, plan.dataset)  # 503 before any reservation while none is loaded
-    limit, purpose_class = await _grant_limit_of(runtime, who.org_id, plan.dataset, product)
+    ensure_ready(runtime, policy)  # 503 before any reservation while its data is not ready (R-DP-20)
+    limit, purpose_class = await _grant_limit_of(runtime, who.org_id, plan.dataset,
+                                                 product.product_id if product else None)
     checked = _checked(runtime, plan, policy, limit)
     check_cost(checked, cost_limits(runtime))  # what cannot finish in a worker is refused here (issue 19)
     epsilon_nano = checked.epsilon_nano  # the sandbox proves the measurement spends no more (R-DP-02)
-    accounts = (ledger.Account(grant_account(who.org_id, policy.dataset), limit), *_pool_accounts(runtime, policy))
+    grant = ledger.Account(grant_account(who.org_id, policy.dataset), limit,
+                           delta_cap_atto=_cap_atto(policy.delta_per_grant))
+    accounts = (grant, *_pool_accounts(runtime, policy))
     scope = who.org_id if policy.cache_scope == "requester" else "*"
     zone = runtime.settings.zone
+    delta_atto = _cap_atto(checked.delta) if checked.keys == "private" else 0  # only private keys spend delta
     return Admitted(who, checked, policy, product, period_at(time.time(), zone), epsilon_nano,
-                    accounts, scope, idem_key, purpose_class, datetime.now(zone).date().isoformat())
+                    accounts, scope, idem_key, purpose_class=purpose_class,
+                    day=datetime.now(zone).date().isoformat(), delta_atto=delta_atto)
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core.accuracy import accuracy_view
-from gateway.core.budget import budget_line, nano_to_float
+from gateway.core.budget import atto_to_float, budget_line, nano_to_float
 from gateway.core.plan import Plan, render
 from gateway.service.admission import Admitted
 from gateway.store import ledger
@@ -50,17 +50,27 @@ def result_view(plan: Plan, result: dict[str, Any], accuracy: dict[str, Any]) ->
     return json.dumps(part, ensure_ascii=False)[1:-1]
 
 
+def grant_figures(tx: Tx, ctx: Admitted) -> ledger.Figures:
+    """The requester's grant account this period, as charged (its caps before the first charge)."""
+    grant = ctx.accounts[0]
+    return ledger.account_figures(tx, [grant.name], ctx.period).get(
+        grant.name, ledger.Figures(grant.cap_nano, 0, 0, grant.delta_cap_atto))
+
+
+def grant_line(ctx: Admitted, f: ledger.Figures) -> dict[str, object]:
+    return budget_line(ctx.plan.dataset, ctx.period, f.cap_nano, f.spent_nano, f.reserved_nano,
+                       (f.delta_cap_atto, f.delta_spent_atto, f.delta_reserved_atto))
+
+
 def answer_body(tx: Tx, ctx: Admitted, query_id: str, view: str, *,
                  cached: bool, usage: ledger.Usage, snapshot_id: str) -> str:
     """The answer's JSON: its fixed middle (`view`) spliced between what changes per call,
     byte for byte what json.dumps of the whole object writes."""
-    grant_account = ctx.accounts[0].name
-    cap, spent, reserved = ledger.account_usage(tx, [grant_account], ctx.period).get(
-        grant_account, (ctx.accounts[0].cap_nano, 0, 0))
     head = {"query_id": query_id, "dataset": ctx.plan.dataset}
     tail = {
-        "epsilon_spent": 0.0 if cached else nano_to_float(ctx.epsilon_nano), "cached": cached,
-        "budget": budget_line(ctx.plan.dataset, ctx.period, cap, spent, reserved),
+        "epsilon_spent": 0.0 if cached else nano_to_float(ctx.epsilon_nano),
+        "delta_spent": 0.0 if cached else atto_to_float(ctx.delta_atto), "cached": cached,
+        "budget": grant_line(ctx, grant_figures(tx, ctx)),
         "usage": {"usage_id": usage.usage_id, "price_minor": usage.price_minor, "currency": usage.currency},
         "policy_version": ctx.policy.version, "snapshot_id": snapshot_id,
     }

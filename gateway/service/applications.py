@@ -19,6 +19,7 @@ from gateway.clock import utc_now, utc_now_text, utc_text
 from gateway.core.budget import from_nano, to_nano
 from gateway.core.cosign import AUTO_APPROVER, Rules, auto_approval_holds
 from gateway.core.dates import parse_expiry as parse_date
+from gateway.core.derived import derived_from
 from gateway.core.pricing import INDUSTRY, PUBLIC_CLASSES, PURPOSE_CLASSES
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
@@ -178,6 +179,13 @@ async def list_grants(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
     return [g.as_dict(now) for g in found]
 
 
+def _revoke(tx: Tx, grant_id: str, actor: str, reason: str, org_id: str, dataset: str,
+            views: tuple[str, ...]) -> None:
+    """The grant, and with it the organisation's grants on views of its dataset (R-DP-18)."""
+    if store_apps.revoke_grant(tx, grant_id, actor, reason):
+        store_apps.end_derived_grants(tx, org_id, dataset, views, actor)
+
+
 async def visible_grant(runtime: Runtime, who: Principal, grant_id: str) -> store_apps.GrantView:
     found = await runtime.store.read(store_apps.get_grant, grant_id)
     return visible(found, lambda g: in_scope(runtime, who, g.grant.org_id, g.grant.dataset), "grant")
@@ -191,7 +199,8 @@ async def revoke_grant(runtime: Runtime, who: Principal, grant_id: str, reason: 
     """By the bureau, or the source department owning the dataset; effective at the next call."""
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
         raise InvalidRequest("reason must be text of 1 to 2000 characters")
-    await visible_grant(runtime, who, grant_id)
-    await runtime.store.write(store_apps.revoke_grant, grant_id, who.client_id, reason.strip())
+    grant = (await visible_grant(runtime, who, grant_id)).grant
+    views = derived_from(runtime.registry.policies, grant.dataset)
+    await runtime.store.write(_revoke, grant_id, who.client_id, reason.strip(), grant.org_id, grant.dataset, views)
     runtime.owned(AdmissionState).grants.clear()  # at once here; other replicas within one poll interval
     return await get_grant(runtime, who, grant_id)

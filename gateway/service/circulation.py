@@ -7,16 +7,18 @@ release, so a release in flight when a suspension commits is neither stored nor 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gateway.auth.tokens import Principal
+from gateway.core.derived import base_of, derived_from, inheritance_problems
 from gateway.core.policy import DatasetPolicy
 from gateway.core.policy_parse import parse_policy
 from gateway.core.policydiff import policy_diff
 from gateway.core.pricing import plan_of_policy
 from gateway.errors import Located, NotFound, PolicyInvalid, Unprocessable
-from gateway.policyfiles import policy_schema
+from gateway.policyfiles import located, policy_schema
 from gateway.runtime.parts import Runtime
 from gateway.service.pools import pool_change_problem
 from gateway.store import circulation as store_circulation
@@ -34,7 +36,8 @@ def may_manage(runtime: Runtime, who: Principal, dataset: str) -> DatasetPolicy:
 
 async def change_status(runtime: Runtime, who: Principal, dataset: str, action: str) -> dict[str, Any]:
     may_manage(runtime, who, dataset)
-    result = await runtime.store.write(store_circulation.change_status, dataset, action, who.client_id)
+    result = await runtime.store.write(store_circulation.change_status, dataset, action, who.client_id,
+                                       derived_from(runtime.registry.policies, dataset))
     await runtime.refresh()  # this replica at once; the others at their next poll
     return result
 
@@ -51,11 +54,18 @@ async def current_policy(runtime: Runtime, who: Principal, dataset: str) -> dict
     return await runtime.store.read(read)
 
 
-def validate(text: str, dataset: str, filename: str) -> DatasetPolicy:
-    """Parse and validate; the document must be about the dataset it is published for."""
+def validate(text: str, dataset: str, filename: str,
+             known: Mapping[str, DatasetPolicy] | None = None) -> DatasetPolicy:
+    """Parse and validate; the document must be about the dataset it is published for, and a
+    view must not contradict its base as `known` has it (R-DP-18)."""
     policy = parse_policy(text, filename, policy_schema())
     if policy.dataset != dataset:
         raise PolicyInvalid([Located(filename, 1, 1, f"the policy is for {policy.dataset!r}, not {dataset!r}")])
+    base = base_of(policy)
+    if known is not None and base is not None and base in known:
+        wrong = inheritance_problems(policy, known[base])
+        if wrong:
+            raise PolicyInvalid(located(text, filename, wrong))
     return policy
 
 
@@ -69,7 +79,7 @@ async def publish_policy(runtime: Runtime, who: Principal, dataset: str, text: s
     if dataset not in runtime.registry.policies:
         raise NotFound(f"no dataset {dataset!r}")
     try:
-        policy = validate(text, dataset, "<request body>")
+        policy = validate(text, dataset, "<request body>", runtime.registry.policies)
     except PolicyInvalid as exc:
         problems = problems_of(exc)
         await runtime.store.write(store_circulation.record_policy_rejection, dataset, who.client_id,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
-from gateway.core.budget import budget_line, grant_account, nano_to_float
+from gateway.core.budget import atto_to_float, budget_line, grant_account, nano_to_float, to_atto
 from gateway.runtime.parts import Runtime
-from gateway.service.admission import usable_grants
+from gateway.service.admission import may_ask_again, usable_grants
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
@@ -24,12 +25,15 @@ async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, A
         if usable:
             limits[dataset] = max(g.epsilon_limit_nano for g in usable)
     accounts = {grant_account(org_id, d): d for d in limits}
-    used = await runtime.store.read(ledger.account_usage, sorted(accounts), period)
+    used = await runtime.store.read(ledger.account_figures, sorted(accounts), period)
     lines = []
     for account, dataset in sorted(accounts.items(), key=lambda kv: kv[1]):
-        _cap, spent, reserved = used.get(account, (0, 0, 0))
-        # The grant's limit now; the stored cap catches up at the next charge.
-        line = budget_line(dataset, period, limits[dataset], spent, reserved)
+        f = used.get(account, ledger.Figures(0, 0, 0))
+        policy = runtime.registry.policies.get(dataset)
+        delta_cap = to_atto(policy.delta_per_grant) if policy is not None else 0
+        # The grant's limits now; the stored caps catch up at the next charge.
+        line = budget_line(dataset, period, limits[dataset], f.spent_nano, f.reserved_nano,
+                           (delta_cap, f.delta_spent_atto, f.delta_reserved_atto))
         del line["period"]
         lines.append(line)
     return lines
@@ -37,19 +41,21 @@ async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, A
 
 def _usage_rows(tx: Tx, org_id: str | None, period: str) -> list[dict[str, Any]]:
     sql = ("SELECT usage_id, query_id, org_id, client_id, dataset, product_id, period, cached, epsilon_nano, "
-           "price_minor, currency, price_version, committed_at, purpose_class FROM usage_records WHERE period = ?")
+           "price_minor, currency, price_version, committed_at, purpose_class, delta_atto "
+           "FROM usage_records WHERE period = ?")
     params: tuple[Any, ...] = (period,)
     if org_id is not None:
         sql += " AND org_id = ?"
         params += (org_id,)
     rows = tx.all(sql + " ORDER BY committed_at, usage_id", params)
     keys = ("usage_id", "query_id", "org_id", "client_id", "dataset", "product_id", "period", "cached",
-            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at", "purpose_class")
+            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at", "purpose_class", "delta_atto")
     out = []
     for row in rows:
         item = dict(zip(keys, row, strict=True))
         item["cached"] = bool(item["cached"])
         item["epsilon"] = nano_to_float(int(item.pop("epsilon_nano")))
+        item["delta"] = atto_to_float(int(item.pop("delta_atto")))
         item["price_minor"] = int(item["price_minor"])
         out.append(item)
     return out
@@ -65,16 +71,28 @@ async def verify_audit(runtime: Runtime) -> dict[str, Any]:
     return verdict.as_dict()
 
 
-def _release(tx: Tx, org_id: str, query_id: str) -> dict[str, Any] | None:
-    row = tx.one("SELECT query_id, dataset, result, accuracy, epsilon_nano, policy_version, snapshot_id, created_at "
-                 "FROM releases WHERE query_id = ? AND org_id = ?", (query_id, org_id))
+def _release(tx: Tx, org_id: str, query_id: str) -> tuple[str | None, dict[str, Any]] | None:
+    """(product id, the body) of a requester's own release: the answer as it was first sent."""
+    row = tx.one("SELECT query_id, dataset, result, accuracy, epsilon_nano, policy_version, snapshot_id, created_at, "
+                 "product_id, answer, delta_atto FROM releases WHERE query_id = ? AND org_id = ?", (query_id, org_id))
     if row is None:
         return None
-    return {"query_id": row[0], "dataset": row[1], "release": json.loads(row[2]), "accuracy": json.loads(row[3]),
-            "epsilon_spent": nano_to_float(int(row[4])), "policy_version": row[5], "snapshot_id": row[6],
-            "created_at": row[7]}
+    if row[9] is not None:
+        sent = json.loads(row[9])  # columns, rows and accuracy as answered: no helper, LIMIT applied
+        shown: dict[str, Any] = {**sent, "release": {"columns": sent["columns"], "rows": sent["rows"]}}
+    else:  # stored before answers were kept (migration 0007): the canonical release
+        shown = {"release": json.loads(row[2]), "accuracy": json.loads(row[3])}
+    return row[8], {"query_id": row[0], "dataset": row[1], **shown, "epsilon_spent": nano_to_float(int(row[4])),
+                    "delta_spent": atto_to_float(int(row[10])), "policy_version": row[5], "snapshot_id": row[6],
+                    "created_at": row[7]}
 
 
-async def release(runtime: Runtime, org_id: str, query_id: str) -> dict[str, Any] | None:
-    """A requester's own stored release; another's answers exactly like a missing one."""
-    return await runtime.store.read(_release, org_id, query_id)
+async def release(runtime: Runtime, who: Principal, query_id: str) -> dict[str, Any] | None:
+    """A requester's own stored release, while asking it again would be allowed (R-AU-10);
+    another's answers exactly like a missing one."""
+    found = await runtime.store.read(_release, who.org_id, query_id)
+    if found is None:
+        return None
+    product_id, body = found
+    await may_ask_again(runtime, who, body["dataset"], product_id)
+    return body

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from gateway.core.policy import DatasetPolicy
 from gateway.core.pricing import PricePlan, plan_of_policy, plan_of_product
-from gateway.runtime.registry import policy_from_document
+from gateway.runtime.registry import stored_policy
 from gateway.service.admission import Admitted
 from gateway.store.db import Tx
 
@@ -44,5 +44,5 @@ def plan_at_commit(tx: Tx, ctx: Admitted, known: Mapping[str, DatasetPolicy]) ->
     if policy is None or policy.version != row[0]:
         document = tx.one("SELECT document FROM policy_versions WHERE version = ?", (row[0],))
         assert document is not None, "a dataset points at a stored policy version"
-        policy = policy_from_document(json.loads(document[0]))
+        policy = stored_policy(json.loads(document[0]))
     return plan_of_policy(policy.document["pricing"]), f"policy:{row[0]}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.auth.tokens import Principal
 from gateway.core.accuracy import stored_accuracy
-from gateway.core.budget import budget_line, nano_to_float
+from gateway.core.budget import nano_to_float
 from gateway.core.canonical import canonical_hash
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
@@ -26,8 +26,19 @@ from gateway.ids import new_id
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import Admitted, ProductCall, admit
-from gateway.service.answers import ALPHA, MAX_VIEWS, REPLAYED, QueryReply, answer_body, cached_view, result_view
+from gateway.service.answers import (
+    ALPHA,
+    MAX_VIEWS,
+    REPLAYED,
+    QueryReply,
+    answer_body,
+    cached_view,
+    grant_figures,
+    grant_line,
+    result_view,
+)
 from gateway.service.pricing import price_call, quote
+from gateway.service.readiness import held_ready
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
 from gateway.store import idempotency, ledger
@@ -97,27 +108,31 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
         runtime.metrics.release(plan.dataset, "cached")
         runtime.metrics.billed(plan.dataset, usage.price_minor, usage.currency)
         return QueryReply(200, body.encode(), log=ctx.log("cached", 0))
-    # A miss: the client's turn comes before anything is reserved, so nothing waits past the
-    # point of no refund but the release itself (R-DP-20).
+    # A miss. Every wait but the release's own comes before the reservation (R-DP-20): the
+    # client's turn, then readiness checked again and held until the sandbox has the plan.
     slot = _client_slot(runtime, who.client_id)
     try:
         await slot.acquire()
     except BaseException:
         await _forget_claim(runtime, ctx)
         raise
+    reserved = False
     try:
-        query_id = new_id()
-        try:
+        with held_ready(runtime, ctx.policy):
+            query_id = new_id()
             await runtime.store.write(_reserve, ctx, query_id, op="reserve")
-        except BaseException:
+            reserved = True
+            try:
+                await runtime.store.write(ledger.mark_executing, query_id, who.org_id, ctx.inputs,
+                                          op="mark_executing")
+            except BaseException:
+                await runtime.store.write(_give_back, ctx, query_id, op="return_reservation")
+                raise
+            return await _release(runtime, ctx, query_id, started)
+    except BaseException:
+        if not reserved:  # once reserved, the ledger's steps settle the key
             await _forget_claim(runtime, ctx)
-            raise
-        try:
-            await runtime.store.write(ledger.mark_executing, query_id, who.org_id, op="mark_executing")
-        except BaseException:
-            await runtime.store.write(_give_back, ctx, query_id, op="return_reservation")
-            raise
-        return await _release(runtime, ctx, query_id, started)
+        raise
     finally:
         slot.release()
 
@@ -158,7 +173,7 @@ def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
 def _reserve(tx: Tx, ctx: Admitted, query_id: str) -> None:
     ledger.reserve(tx, ledger.Reservation(query_id, ctx.who.org_id, ctx.who.client_id, ctx.plan.dataset,
                                           ctx.product.product_id if ctx.product else None, ctx.period,
-                                          ctx.epsilon_nano, ctx.accounts))
+                                          ctx.epsilon_nano, ctx.accounts, ctx.delta_atto, ctx.inputs))
     if ctx.idem_key:
         idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, query_id)
 
@@ -218,16 +233,17 @@ def _commit(tx: Tx, ctx: Admitted, query_id: str, release: Release,
     result = {"columns": list(release.columns), "rows": [list(r) for r in release.rows]}
     accuracy = stored_accuracy(release.accuracy, release.row_accuracy)
     release_hash = canonical_hash(result)
+    view = result_view(ctx.plan, result, accuracy)
     usage = price_call(tx, ctx, known, cached=False)
     commit = ledger.Commit(
         query_id=query_id, org_id=ctx.who.org_id, client_id=ctx.who.client_id, actor=ctx.who.client_id,
         dataset=ctx.plan.dataset, product_id=ctx.product.product_id if ctx.product else None,
         cache_key=ctx.cache_key(release.snapshot_id), plan_fingerprint=ctx.plan.fingerprint(),
         policy_version=ctx.policy.version, snapshot_id=release.snapshot_id, period=ctx.period,
-        epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage)
+        epsilon_nano=ctx.epsilon_nano, result=result, accuracy=accuracy, release_hash=release_hash, usage=usage,
+        answer="{" + view + "}", delta_atto=ctx.delta_atto, inputs=ctx.inputs)
     ledger.commit_release(tx, commit)
-    body = answer_body(tx, ctx, query_id, result_view(ctx.plan, result, accuracy), cached=False, usage=usage,
-                        snapshot_id=release.snapshot_id)
+    body = answer_body(tx, ctx, query_id, view, cached=False, usage=usage, snapshot_id=release.snapshot_id)
     if ctx.idem_key:
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, 200, body)
     return body, usage
@@ -241,7 +257,7 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
         return None
     usage = price_call(tx, ctx, policies, cached=True)
     found = ledger.serve_cached(tx, cache_key, ctx.who.org_id, ctx.who.client_id, usage,
-                                ctx.period, ctx.product.product_id if ctx.product else None, known)
+                                ctx.period, ctx.product.product_id if ctx.product else None, known, ctx.inputs)
     if found is None:
         return None
     body = answer_body(tx, ctx, found.query_id, cached_view(ctx, found), cached=True, usage=usage,
@@ -273,19 +289,18 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
     assert runtime.sandbox is not None
     try:
         figures = await runtime.sandbox.preview(ctx.checked, ALPHA, org=who.org_id)
-        grant_account = ctx.accounts[0].name
-        usage = await runtime.store.read(ledger.account_usage, [grant_account], ctx.period)
+        grant = await runtime.store.read(grant_figures, ctx)
     finally:
         await pad_response(runtime, started)
     runtime.metrics.preview(plan.dataset)
-    cap, spent, reserved = usage.get(grant_account, (ctx.accounts[0].cap_nano, 0, 0))
     price = await runtime.store.read(quote, ctx)
     return {
         "dataset": plan.dataset, "epsilon": nano_to_float(ctx.epsilon_nano), "delta": float(plan.delta),
         "accuracy": figures["accuracy"], "threshold": figures.get("threshold"),
         "price": price,
-        "budget": budget_line(plan.dataset, ctx.period, cap, spent, reserved),
-        "would_fit": ctx.epsilon_nano <= cap - spent - reserved,
+        "budget": grant_line(ctx, grant),
+        "would_fit": ctx.epsilon_nano <= grant.cap_nano - grant.spent_nano - grant.reserved_nano
+        and ctx.delta_atto <= grant.delta_cap_atto - grant.delta_spent_atto - grant.delta_reserved_atto,
     }
 
 

@@ -27,11 +27,12 @@ from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.connectors import SourceUnavailable
 from gateway.data.connectors.views import Side, view_inputs
-from gateway.data.sources import Incoming, SourceMemory, pull, source_newer
+from gateway.data.sources import Incoming, SourceMemory, names_source_of, pull, source_newer
 from gateway.data.validate import Problem, SnapshotRefused
 from gateway.dp.outcome import SnapshotInvalid
 from gateway.errors import Conflict, DatasetWithdrawn, Forbidden, Unavailable
 from gateway.runtime.parts import Runtime
+from gateway.service.readiness import gate_of, swapping
 from gateway.store import snapshots as store
 from gateway.store.snapshots import SnapshotRecord
 
@@ -111,9 +112,15 @@ class Supply:
 
     async def refresh(self, dataset: str, *, force: bool = False) -> bool:
         """`load_from_source` that never raises: failures are logged and counted. True if served."""
+        await self.pulled(dataset, force=force)
+        return dataset in self.served
+
+    async def pulled(self, dataset: str, *, force: bool = False) -> bool:
+        """True when the source was read (changed or not); failures are logged and counted."""
         self.tried[dataset] = time.monotonic()
         try:
             await self.load_from_source(dataset, force=force)
+            return True
         except SnapshotRefused as exc:
             self.failed(dataset, "refused", [f"{p.code}:{p.column or ''}" for p in exc.problems])
         except SourceUnavailable as exc:
@@ -121,7 +128,7 @@ class Supply:
         except Exception as exc:  # a bug or a library error: keep serving, say so (the class
             # only: library messages may quote values, which logs never hold, R-OP-05)
             self.failed(dataset, "error", [type(exc).__name__])
-        return dataset in self.served
+        return False
 
     def suppliable(self, dataset: str) -> DatasetPolicy:
         """The policy of a dataset that takes uploads, or why it does not (404, 409, 410)."""
@@ -184,10 +191,12 @@ class Supply:
     async def _load_sandbox(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
         sandbox = self.runtime.sandbox
         if sandbox is not None:
-            await sandbox.load(policy.dataset, policy, path, snapshot_id)
+            async with swapping(self.runtime, policy):  # a new layout: once no release holds the old
+                await sandbox.load(policy.dataset, policy, path, snapshot_id)
 
     def _publish(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
         self.served[policy.dataset] = Served(snapshot_id, path, policy.version)
+        gate_of(self.runtime).serving(policy)
         self.runtime.metrics.set_dataset_available(policy.dataset, True)
 
     async def serve(self, policy: DatasetPolicy, snapshot_id: str, path: Path) -> None:
@@ -232,13 +241,18 @@ class Supply:
                     return True
                 except Exception as exc:  # rebuilt from the source below
                     self.failed(dataset, "error", [f"kept snapshot: {type(exc).__name__}"])
-        return await self.refresh(dataset, force=True)
+        if not await self.pulled(dataset, force=True):
+            await self.retire_foreign(dataset, kept)
+        return dataset in self.served
 
     def path_of(self, record: SnapshotRecord) -> Path:
         return files.snapshot_path(self.root, record.dataset, record.snapshot_id)
 
     async def still_good(self, policy: DatasetPolicy, kept: SnapshotRecord) -> bool:
-        """The kept file exists, fits the policy in force, and its local source is not newer."""
+        """The kept file exists, came from the source the policy names, fits it, and is not older
+        than its local source."""
+        if not names_source_of(policy, kept.origin, kept.inputs):
+            return False
         path = self.path_of(kept)
         if not path.is_file() or source_newer(policy, self.runtime.settings.data_path, path):
             return False
@@ -246,10 +260,17 @@ class Supply:
             return True
         return not await asyncio.to_thread(files.recheck, path, policy)
 
-
-
-
-
+    async def retire_foreign(self, dataset: str, kept: SnapshotRecord | None) -> None:
+        """A snapshot pulled from a source the policy no longer names (a reverted policy) stops
+        being current when that source cannot replace it; the dataset waits, unready, for it."""
+        policy = self.runtime.registry.policies.get(dataset)
+        if kept is None or policy is None or names_source_of(policy, kept.origin, kept.inputs):
+            return
+        if (served := self.served.get(dataset)) is not None and served.snapshot_id == kept.snapshot_id:
+            del self.served[dataset]
+            gate_of(self.runtime).stopped(dataset)
+            self.runtime.metrics.set_dataset_available(dataset, False)
+        await self.runtime.store.write(store.retire_current, dataset, kept.snapshot_id, SYSTEM, "source_changed")
 
 
 # ---------------------------------------------------------------- what the rest of the app calls

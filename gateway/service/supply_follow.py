@@ -64,7 +64,8 @@ class Follower:
             if not self.supply.path_of(kept).is_file():  # the data root is not shared with that replica
                 self.supply.failed(dataset, "unavailable", ["the current snapshot's file is missing"])
                 return
-        await self.supply.refresh(dataset)  # the policy changed and the snapshot no longer fits it
+        if not await self.supply.pulled(dataset):  # the snapshot no longer fits the policy or its source
+            await self.supply.retire_foreign(dataset, kept)
     def _sync_refreshers(self) -> None:
         for dataset in self.supply.wanted():
             task = self.refreshers.get(dataset)

@@ -14,6 +14,7 @@ lapses. A co-signature records the terms it covers; an approval past them voids 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -291,18 +292,34 @@ def revoke_grant(tx: Tx, grant_id: str, actor: str, reason: str) -> bool:
     return True
 
 
-def end_dataset_access(tx: Tx, dataset: str, actor: str) -> tuple[int, int]:
-    """A withdrawn dataset: its grants end and its pending applications close, each audited."""
+def end_dataset_access(tx: Tx, dataset: str, actor: str, reason: str = "dataset withdrawn") -> tuple[int, int]:
+    """A withdrawn dataset (or one built on it): its grants end and its pending applications
+    close, each audited."""
     grants = [r[0] for r in tx.all("SELECT grant_id FROM grants WHERE dataset = ? AND status = 'active' "
                                    "ORDER BY grant_id", (dataset,))]
     for grant_id in grants:
         tx.execute("UPDATE grants SET status = 'ended' WHERE grant_id = ?", (grant_id,))
-        audit.append(tx, "grant.ended", actor, grant_id, {"dataset": dataset, "reason": "dataset withdrawn"})
+        audit.append(tx, "grant.ended", actor, grant_id, {"dataset": dataset, "reason": reason})
     pending = [r[0] for r in tx.all("SELECT application_id FROM applications WHERE dataset = ? AND "
                                     "status = 'pending' ORDER BY application_id", (dataset,))]
     now = utc_now_text()
     for application_id in pending:
-        tx.execute("UPDATE applications SET status = 'closed', decided_reason = 'dataset withdrawn', "
-                   "updated_at = ? WHERE application_id = ?", (now, application_id))
-        audit.append(tx, "application.closed", actor, application_id, {"reason": "dataset withdrawn"})
+        tx.execute("UPDATE applications SET status = 'closed', decided_reason = ?, "
+                   "updated_at = ? WHERE application_id = ?", (reason, now, application_id))
+        audit.append(tx, "application.closed", actor, application_id, {"reason": reason})
     return len(grants), len(pending)
+
+
+def end_derived_grants(tx: Tx, org_id: str, base: str, derived: Sequence[str], actor: str) -> int:
+    """An organisation's grants on views of `base` end once it holds no active grant on `base`
+    itself (R-DP-18): what is derived from a grant ends with it. Audited per grant."""
+    if not derived or tx.one("SELECT 1 FROM grants WHERE org_id = ? AND dataset = ? AND status = 'active' "
+                             "AND (valid_until IS NULL OR valid_until > ?)", (org_id, base, utc_now_text())):
+        return 0
+    marks = ", ".join("?" for _ in derived)
+    ended = [r[0] for r in tx.all(f"SELECT grant_id FROM grants WHERE org_id = ? AND status = 'active' AND "
+                                  f"dataset IN ({marks}) ORDER BY grant_id", (org_id, *derived))]
+    for grant_id in ended:
+        tx.execute("UPDATE grants SET status = 'ended' WHERE grant_id = ?", (grant_id,))
+        audit.append(tx, "grant.ended", actor, grant_id, {"base": base, "reason": "base grant ended"})
+    return len(ended)

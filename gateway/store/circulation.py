@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.core import status as dataset_status
@@ -12,8 +13,9 @@ from gateway.store.applications import end_dataset_access
 from gateway.store.db import Tx
 
 
-def change_status(tx: Tx, dataset: str, action: str, actor: str) -> dict[str, Any]:
-    """Suspend, resume or withdraw; a withdrawal also ends the grants and pending applications.
+def change_status(tx: Tx, dataset: str, action: str, actor: str, derived: Sequence[str] = ()) -> dict[str, Any]:
+    """Suspend, resume or withdraw; a withdrawal also ends the grants and pending applications,
+    on the dataset and on the views built on it (`derived`; they answer to its status anyway).
 
     Withdrawal is final: resuming or suspending a withdrawn dataset answers 410.
     """
@@ -26,6 +28,8 @@ def change_status(tx: Tx, dataset: str, action: str, actor: str) -> dict[str, An
     grants_ended = applications_closed = 0
     if dataset_status.is_withdrawn(status):
         grants_ended, applications_closed = end_dataset_access(tx, dataset, actor)
+        for view in derived:
+            end_dataset_access(tx, view, actor, "base dataset withdrawn")
     return {"dataset": dataset, "status": status, "previous_status": row[0],
             "grants_ended": grants_ended, "applications_closed": applications_closed}
 

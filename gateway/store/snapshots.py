@@ -82,6 +82,15 @@ def record_loaded(tx: Tx, record: SnapshotRecord, warnings: Sequence[str] = ()) 
     return stored, created
 
 
+def retire_current(tx: Tx, dataset: str, snapshot_id: str, actor: str, reason: str) -> bool:
+    """The dataset has no current snapshot any more, if `snapshot_id` still is it; audited."""
+    if tx.execute("DELETE FROM dataset_snapshots WHERE dataset = ? AND snapshot_id = ?",
+                  (dataset, snapshot_id)) == 0:
+        return False
+    audit.append(tx, "snapshot.retired", actor, dataset, {"snapshot_id": snapshot_id, "reason": reason})
+    return True
+
+
 def record_refused(tx: Tx, dataset: str, actor: str, origin: str,
                    problems: Sequence[Mapping[str, Any]]) -> None:
     """The refusal, by problem code and column: values stay out of the audit log."""
