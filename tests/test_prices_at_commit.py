@@ -19,12 +19,13 @@ from gateway.core.checks import check_plan
 from gateway.core.sql import parse_sql
 from gateway.policyfiles import load_policies, shipped_policies_dir
 from gateway.service.admission import Admitted, ProductCall
-from gateway.service.prices import price_at_commit
+from gateway.service.pricing import price_call
 from gateway.service.products import build_definition, seed_published
 from gateway.store import datasets as store_datasets
 from gateway.store import identity
 from gateway.store import products as store_products
 from gateway.store.db import Store, Tx
+from gateway.store.ledger import Usage
 from tests.store_support import open_test_store
 
 POLICIES = load_policies(shipped_policies_dir())
@@ -47,17 +48,22 @@ def admitted(product: ProductCall | None = None) -> Admitted:
     return Admitted(BANK, checked, RESIDENTS, product, "2026-12", checked.epsilon_nano, (), "*", None)
 
 
+def priced(store: Store, ctx: Admitted, cached: bool = False) -> Usage:
+    """The price fixed in the commit transaction, by the price list in force then (R-BI-05)."""
+    return store.run_sync(lambda tx: price_call(tx, ctx, POLICIES, cached=cached))
+
+
 def test_a_policy_published_mid_release_prices_the_call(store: Store) -> None:
     ctx = admitted()
-    usage, _ = store.run_sync(price_at_commit, ctx, False, POLICIES)
+    usage = priced(store, ctx)
     assert (usage.price_minor, usage.price_version) == (500, f"policy:{RESIDENTS.version}")
     document = json.loads(json.dumps(dict(RESIDENTS.document)))
     document["pricing"]["per_call_minor"] = 700
     document["pricing"]["cached_call_minor"] = 150
     store.run_sync(store_datasets.publish_policy, "residents", "psb", "v2-test", document, "test")
-    fresh, pricing = store.run_sync(price_at_commit, ctx, False, POLICIES)
-    assert (fresh.price_minor, fresh.price_version) == (700, "policy:v2-test") and pricing is not None
-    cached, _ = store.run_sync(price_at_commit, ctx, True, POLICIES)
+    fresh = priced(store, ctx)
+    assert (fresh.price_minor, fresh.price_version) == (700, "policy:v2-test")
+    cached = priced(store, ctx, cached=True)
     assert cached.price_minor == 150
 
 
@@ -70,10 +76,10 @@ def test_a_product_version_published_mid_release_prices_the_call(store: Store) -
         seed_published(tx, product_id, "datasmith", dataset, definition, RESIDENTS.version, "test")
     store.run_sync(seed)
     ctx = admitted(ProductCall(product_id, 1, definition["price_minor"], "CNY", "datasmith"))
-    assert store.run_sync(price_at_commit, ctx, False, POLICIES)[0].price_minor == 800
+    assert priced(store, ctx).price_minor == 800
     product = store.run_sync(store_products.get_product, product_id)
     store.run_sync(store_products.add_version, product, {**definition, "price_minor": 950}, RESIDENTS.version, "m")
     store.run_sync(store_products.submit, product_id, 2, "m")
     store.run_sync(store_products.publish, product_id, 2, "bureau")
-    usage, pricing = store.run_sync(price_at_commit, ctx, False, POLICIES)
-    assert (usage.price_minor, usage.price_version, pricing) == (950, f"product:{product_id}@2", None)
+    usage = priced(store, ctx)
+    assert (usage.price_minor, usage.price_version) == (950, f"product:{product_id}@2")
