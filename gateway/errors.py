@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 PROBLEM_BASE = "https://gateway.county.example/problems/"
 
@@ -67,6 +67,12 @@ class GatewayError(Exception):
         }
         body.update(self.extra)
         return body
+
+    def fresh(self) -> Self:
+        """The same error as a new object (a kept refusal raised again starts with no traceback)."""
+        twin = type(self).__new__(type(self), *self.args)
+        twin.__dict__.update({k: v.copy() if isinstance(v, dict | list) else v for k, v in vars(self).items()})
+        return twin
 
 
 class InvalidRequest(GatewayError):

@@ -16,7 +16,8 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.errors import InvalidRequest
-from gateway.http.body import MAX_DEPTH, only_fields, parse_json
+from gateway.http.body import MAX_DEPTH, parse_json
+from gateway.http.validate import validate_body
 from tests.support import Gateway
 
 COUNT = "SELECT COUNT(*) AS n FROM residents"
@@ -152,9 +153,15 @@ def test_parse_json_keeps_what_is_valid() -> None:
         "t": "Lingxi 灵溪", "n": [1, 2.5, True, None]}
 
 
-def test_only_fields_refuses_unknown_and_missing_fields() -> None:
-    only_fields({"dataset": "x", "epsilon": 1}, ("dataset", "epsilon", "sql"), ("dataset",))
-    with pytest.raises(InvalidRequest, match="unknown field"):
-        only_fields({"dataset": "x", "cap": 1}, ("dataset",))
-    with pytest.raises(InvalidRequest, match="missing field"):
-        only_fields({"sql": "x"}, ("dataset", "sql"), ("dataset",))
+def test_bodies_are_checked_by_their_schema_with_the_field_named() -> None:
+    validate_body("QueryIn", {"dataset": "x", "epsilon": 1, "sql": "SELECT 1"})
+    with pytest.raises(InvalidRequest, match="unknown field") as unknown:
+        validate_body("QueryIn", {"dataset": "x", "epsilon": 1, "cap": 1})
+    assert unknown.value.extra["errors"] == [{"pointer": "", "detail": "unknown field(s): cap"}]
+    with pytest.raises(InvalidRequest, match="missing field") as missing:
+        validate_body("QueryIn", {"sql": "x"})
+    assert missing.value.detail == "the body: missing field(s): dataset, epsilon"
+    with pytest.raises(InvalidRequest) as nested:
+        validate_body("InvokeIn", {"params": {"min_age": [1]}})
+    assert nested.value.detail.startswith("params.min_age: must be ")
+    assert nested.value.extra["errors"][0]["pointer"] == "/params/min_age"

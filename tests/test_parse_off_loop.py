@@ -8,16 +8,28 @@ parses, the loop keeps turning.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from gateway.errors import InvalidQuery
-from gateway.http.queries import plan_from_body, read_plan
+from gateway.runtime.open import open_runtime
+from gateway.runtime.parts import Runtime
+from gateway.service.plans import plan_from_body, read_plan
+from gateway.settings import load_settings
 
 IN_LIST = "township IN ('Lingxi', 'Baishi', 'Qiaotou', 'Dongfeng', 'Xinhe')"
 LONG_SQL = "SELECT COUNT(*) FROM residents WHERE " + " OR ".join([IN_LIST] * 70)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    rt = open_runtime(load_settings(values={"state_dir": str(tmp_path_factory.mktemp("parse")),
+                                            "max_sql_chars": 8192}))
+    yield rt
+    rt.close()
 
 
 async def loop_turns_while(work: Any) -> tuple[int, Any]:
@@ -30,25 +42,25 @@ async def loop_turns_while(work: Any) -> tuple[int, Any]:
     return turns, task.exception() or task.result()
 
 
-async def test_a_long_question_parses_while_the_loop_turns() -> None:
+async def test_a_long_question_parses_while_the_loop_turns(runtime: Runtime) -> None:
     body = {"dataset": "residents", "sql": LONG_SQL + " AND age > 1", "epsilon": 1}
-    turns, plan = await loop_turns_while(read_plan(body, 8192))
+    turns, plan = await loop_turns_while(read_plan(runtime, body))
     assert turns > 1, "the parse ran on the loop"  # on the loop, the task finishes in its first step
-    assert plan == plan_from_body(body, 8192)
+    assert plan == plan_from_body(runtime, body)
     assert plan.epsilon == Decimal(1)
 
 
-async def test_a_long_refusal_parses_off_the_loop_and_says_the_same() -> None:
+async def test_a_long_refusal_parses_off_the_loop_and_says_the_same(runtime: Runtime) -> None:
     body = {"dataset": "residents", "sql": LONG_SQL + " AND LOWER(township) = 'x'", "epsilon": 1}
-    turns, refused = await loop_turns_while(read_plan(body, 8192))
+    turns, refused = await loop_turns_while(read_plan(runtime, body))
     assert turns > 1 and isinstance(refused, InvalidQuery)
     with pytest.raises(InvalidQuery) as same:
-        plan_from_body(body, 8192)
+        plan_from_body(runtime, body)
     assert same.value.problem() == refused.problem()
 
 
-async def test_a_json_plan_parses_off_the_loop() -> None:
+async def test_a_json_plan_parses_off_the_loop(runtime: Runtime) -> None:
     where = {"or": [{"column": "age", "op": "=", "value": n % 110} for n in range(1000)]}
     body = {"dataset": "residents", "epsilon": 1, "plan": {"select": [{"aggregate": "count"}], "where": where}}
-    turns, plan = await loop_turns_while(read_plan(body, 8192))
+    turns, plan = await loop_turns_while(read_plan(runtime, body))
     assert turns > 1 and plan.dataset == "residents"

@@ -30,7 +30,8 @@ import pytest
 import yaml
 
 from gateway.core import checks, jsonplan, literals, sql, sqlparts
-from gateway.http import queries as http_queries
+from gateway.http import validate
+from gateway.service import plans
 from tests.support import Gateway, Reply
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "query-language.md"
@@ -40,7 +41,7 @@ OUTCOME_KEYS = {"status", "code", "detail", "position", "reasons", "accuracy", "
 CLIENT_OF = {"vehicles": "demo-insurer"}  # every other demo dataset: demo-bank
 # Where refusal messages of a query body are written: the parsers, the checks, and the body's reader.
 MESSAGE_SOURCES: tuple[ModuleType | Callable[..., Any], ...] = (
-    sql, sqlparts, jsonplan, checks, literals, http_queries.plan_from_body, http_queries._decimal)
+    sql, sqlparts, jsonplan, checks, literals, plans._checked, plans._decimal, validate)
 
 
 @dataclass(frozen=True)

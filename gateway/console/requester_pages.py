@@ -24,6 +24,7 @@ from gateway.http import queries as http_queries
 from gateway.http.ratelimit import enforce_dataset_rate
 from gateway.service import billing, ledger_views, requesters, status_notes
 from gateway.service.admission import refusals_recorded, request_fingerprint
+from gateway.service.plans import plan_from_body
 from gateway.service.queries import preview, run_query
 
 WORKBENCH = "/console/workbench"
@@ -102,7 +103,7 @@ async def _problem(request: web.Request, error: GatewayError, dataset: str) -> d
 async def workbench_preview(request: web.Request) -> web.Response:
     runtime, fields = runtime_of(request), _fields(request, form(request))
     try:
-        plan = http_queries.plan_from_body(_body(fields), runtime.settings.max_sql_chars)
+        plan = plan_from_body(runtime, _body(fields))
         figures = await preview(runtime, visit(request).who, plan)
     except GatewayError as exc:
         return _workbench(request, fields, exc.status, problem=await _problem(request, exc, fields["dataset"]))
@@ -114,7 +115,7 @@ async def _run(request: web.Request, fields: dict[str, str], run_key: str) -> di
     runtime, who = runtime_of(request), visit(request).who
     body = _body(fields)
     async with refusals_recorded(runtime, who, fields["dataset"]):
-        plan = http_queries.plan_from_body(body, runtime.settings.max_sql_chars)
+        plan = plan_from_body(runtime, body)
         enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         reply = await run_query(runtime, who, plan, idempotency_key=run_key,
                                 request_fingerprint=lambda: request_fingerprint(WORKBENCH, body))

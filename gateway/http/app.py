@@ -9,13 +9,17 @@ from aiohttp import web
 
 from gateway.console import setup_console
 from gateway.dp.port import SandboxPort
-from gateway.http import admin, applications, basics, billing, openapi, pricing, products, queries, supply
+from gateway.http import basics
+from gateway.http.docs import setup_docs
+from gateway.http.guard import guarded
 from gateway.http.keys import RUNTIME
 from gateway.http.methods import options_middleware
 from gateway.http.observe import observe_middleware
+from gateway.http.openapi import setup_openapi
 from gateway.http.problems import SERVER, problem_middleware
 from gateway.http.ratelimit import setup_rate_limits
-from gateway.http.routing import Route, guarded
+from gateway.http.routes import all_routes
+from gateway.http.routing import Route
 from gateway.http.token_guard import setup_token_guard
 from gateway.metrics import metrics_handler
 from gateway.runtime.open import open_runtime
@@ -28,9 +32,7 @@ from gateway.settings import Settings
 MIDDLEWARES = (observe_middleware, problem_middleware, options_middleware)
 
 
-def all_routes() -> tuple[Route, ...]:
-    return (basics.ROUTES + queries.ROUTES + supply.ROUTES + admin.ROUTES + applications.ROUTES + products.ROUTES
-            + billing.ROUTES + pricing.ROUTES + openapi.ROUTES)
+__all__ = ["add_routes", "all_routes", "create_app", "create_ops_app"]
 
 
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
@@ -55,6 +57,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
     app = web.Application(middlewares=list(MIDDLEWARES), client_max_size=settings.max_body_bytes)
     routes = all_routes()
     add_routes(app, routes)
+    setup_openapi(app, routes)
+    setup_docs(app)
     setup_rate_limits(app, settings)
     setup_token_guard(app, settings)
     app.on_response_prepare.append(_plain_server_header)
@@ -87,6 +91,6 @@ def create_ops_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     app.router.add_get("/metrics", metrics_handler(runtime.metrics))
     for spec in (basics.healthz, basics.readyz):
-        app.router.add_get(spec.path, spec.handler)
+        app.router.add_get(spec.path, guarded(spec))
     app.on_response_prepare.append(_plain_server_header)
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -104,13 +103,3 @@ async def json_object(request: web.Request, *, max_bytes: int) -> dict[str, Any]
         raise InvalidRequest("the body must be a JSON object")
     return value
 
-
-def only_fields(body: Mapping[str, Any], allowed: Iterable[str], required: Iterable[str] = ()) -> None:
-    """Strict schemas: unknown fields are refused, so nothing can be mass-assigned."""
-    allowed_set = set(allowed)
-    unknown = sorted(set(body) - allowed_set)
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
-    missing = [f for f in required if f not in body]
-    if missing:
-        raise InvalidRequest(f"missing field(s): {', '.join(missing)}")

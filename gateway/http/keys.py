@@ -9,6 +9,9 @@ from aiohttp import web
 from gateway.runtime.parts import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# The OpenAPI document of the app's own route table, built once when the app is created.
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+DOCS_PAGE = web.AppKey("docs_page", str)  # /docs, rendered from OPENAPI
 # Per-request facts the access log reads after the handler ran.
 REQUEST_ID = web.RequestKey("request_id", str)
 ERROR_CODE = web.RequestKey("error_code", str)

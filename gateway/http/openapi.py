@@ -1,138 +1,105 @@
-"""The OpenAPI 3.1 document, generated from the route table: one operation per declared route.
+"""The OpenAPI 3.1 document, generated from the app's route table: one operation per declared route.
 
-Paths, methods, roles and path parameters come from `all_routes()` itself; what the table
-cannot say (body and answer schemas, query parameters) is attached to each handler with
-`@api(...)`, or, for handlers written before this module, listed by route name in `KNOWN`.
-So a route cannot exist without an operation, nor an operation without a route.
+Everything comes from the `Route` declarations (http/routing.py), the schemas they name
+(http/openapi_schemas.py, the same schemas that validate request bodies) and one example per schema
+(http/openapi_examples.py): so a route cannot exist without an operation, nor an operation without a
+route, nor a body documented one way and checked another. The app builds the document once from its
+own table and serves it from `app[OPENAPI]`; error answers and headers are named in openapi_parts.py.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 
-from gateway.http.openapi_pricing import PRICING_SCHEMAS
+from gateway.http.keys import OPENAPI
+from gateway.http.openapi_examples import EXAMPLES, TEXT_EXAMPLES
+from gateway.http.openapi_parts import HEADERS, PATH_PARAMS, TAGS, problem_response, problem_statuses
 from gateway.http.openapi_schemas import SCHEMAS, ref
-from gateway.http.routing import PUBLIC, Route, route
+from gateway.http.params import CURSOR, LIMIT, Param
+from gateway.http.routing import JSON, PUBLIC, Route, path_params, route
 
-H = TypeVar("H")
 TITLE = "County data gateway"
 VERSION = "1.0.0"
-_PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+TOKEN_URL = "/oauth/token"
+DESCRIPTION = """Metered, differentially private answers over the county's datasets.
 
-
-@dataclass(frozen=True)
-class Doc:
-    """What a route's table entry cannot say about it."""
-
-    request: str | None = None
-    response: str | None = None
-    status: int = 200
-    query: tuple[str, ...] = ()
-    headers: tuple[str, ...] = ()
-    alternatives: tuple[str, ...] = ()
-    request_types: tuple[str, ...] = ("application/json",)
-    response_type: str = "application/json"
-
-
-def api(**doc: Any) -> Callable[[H], H]:
-    """Attach schema data to a handler (apply it below `@route`)."""
-    def attach(handler: H) -> H:
-        handler.openapi = Doc(**doc)  # type: ignore[attr-defined]
-        return handler
-    return attach
-
-
-# Routes whose handlers were written without `@api`, by route name.
-KNOWN: dict[str, Doc] = {
-    "token": Doc(request="TokenForm", response="Token", request_types=("application/x-www-form-urlencoded",)),
-    "jwks": Doc(response="JWKS"),
-    "healthz": Doc(response="Health"),
-    "readyz": Doc(response="Health"),
-    "list_datasets": Doc(response="DatasetList"),
-    "get_dataset": Doc(response="Dataset"),
-    "metrics": Doc(response_type="text/plain"),
-    "post_query": Doc(request="QueryIn", response="QueryAnswer", headers=("Idempotency-Key",)),
-    "post_preview": Doc(request="QueryIn", response="Preview"),
-    "get_budget": Doc(response="Budget"),
-    "get_usage": Doc(response="Usage", query=("period",)),
-    "get_audit_verify": Doc(response="AuditVerdict"),
-    "get_release": Doc(response="Release"),
-    "upload_snapshot": Doc(request="SnapshotUpload", response="Snapshot", status=201,
-                           request_types=("application/vnd.apache.parquet", "text/csv")),
-    "list_snapshots": Doc(response="SnapshotList", query=("limit",)),
-}
-
-_QUERY = {
-    "period": {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
-    "dry_run": {"type": "boolean"},
-}
-_HEADERS = {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255}}
-
-
-def doc_of(spec: Route) -> Doc:
-    return getattr(spec.handler, "openapi", None) or KNOWN.get(spec.name) or Doc()
-
-
-def path_params(path: str) -> list[str]:
-    return _PATH_PARAM.findall(path)
+Get a token with the OAuth 2.0 client-credentials grant (`POST /oauth/token`), then send it as
+`Authorization: Bearer …` on every `/v1` call. Every error is `application/problem+json` (RFC 9457)
+with a stable `code`. Lists that grow take `limit` and `cursor` and answer `{"items", "next"}`, the
+next page's link also in a `Link: <…>; rel="next"` header. Money is an integer count of the
+currency's minor unit; epsilon may be sent as a decimal string to keep it exact."""
 
 
 def openapi_path(path: str) -> str:
-    return _PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
+    """aiohttp's `{name:regex}` -> OpenAPI's `{name}`."""
+    for name in path_params(path):
+        start = path.index("{" + name)
+        path = path[:start] + "{" + name + "}" + path[path.index("}", start) + 1:]
+    return path
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": ref("Problem")}}}
+def _tag(spec: Route) -> str:
+    return spec.path.split("/")[2] if spec.path.startswith("/v1/") else "service"
 
 
-def _summary(spec: Route) -> str:
-    text = (spec.handler.__doc__ or "").strip().splitlines()
-    return text[0] if text else spec.name.replace("_", " ").capitalize()
+def _param(p: Param) -> dict[str, Any]:
+    return {"name": p.name, "in": p.where, "required": False, "description": p.description,
+            "schema": p.schema, "example": p.example}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    schema, description, example = PATH_PARAMS.get(name, ({"type": "string"}, "An id.", "x"))
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema,
+            "example": example}
+
+
+def _parameters(spec: Route) -> list[dict[str, Any]]:
+    out = [_path_param(n) for n in path_params(spec.path)] + [_param(p) for p in spec.params]
+    if spec.paginated:
+        out += [_param(LIMIT), _param(CURSOR)]
+    return out
+
+
+def _media(schema_name: str | None, media_type: str) -> dict[str, Any]:
+    if schema_name is None:
+        return {"schema": {"type": "string"}}
+    if media_type == JSON or media_type.endswith("+json"):
+        out = {"schema": ref(schema_name)}
+        if schema_name in EXAMPLES:
+            out["example"] = EXAMPLES[schema_name]
+        return out
+    example = TEXT_EXAMPLES.get((schema_name, media_type), EXAMPLES.get(schema_name))
+    schema = ref(schema_name) if SCHEMAS.get(schema_name, {}).get("type") == "string" else {"type": "string"}
+    return {"schema": schema, **({"example": example} if isinstance(example, str) else {})}
+
+
+def _success(spec: Route) -> dict[str, Any]:
+    headers = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
+    if spec.paginated:
+        headers["Link"] = {"$ref": "#/components/headers/Link"}
+    headers.update({h: {"$ref": f"#/components/headers/{h}"} for h in spec.headers})
+    content = {t: _media(spec.answer_schema(t), t) for t in spec.answer_types}
+    return {"description": spec.summary, "headers": headers, "content": content}
 
 
 def operation(spec: Route) -> dict[str, Any]:
-    doc = doc_of(spec)
-    op: dict[str, Any] = {"operationId": spec.name, "summary": _summary(spec),
-                          "tags": [spec.path.split("/")[2] if spec.path.startswith("/v1/") else "service"]}
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in path_params(spec.path)]
-    params += [{"name": n, "in": "query", "required": False, "schema": _QUERY.get(n, {"type": "string"})}
-               for n in doc.query]
-    params += [{"name": n, "in": "header", "required": False, "schema": _HEADERS.get(n, {"type": "string"})}
-               for n in doc.headers]
+    op: dict[str, Any] = {"operationId": spec.name, "summary": spec.summary, "description": spec.description,
+                          "tags": [_tag(spec)]}
+    params = _parameters(spec)
     if params:
         op["parameters"] = params
-    if doc.request:
-        op["requestBody"] = {"required": True,
-                             "content": {t: {"schema": ref(doc.request)} for t in doc.request_types}}
-    op["responses"] = _responses(spec, doc)
+    if spec.body:
+        op["requestBody"] = {"required": not spec.body_optional,
+                             "content": {t: _media(spec.body, t) for t in spec.body_types}}
+    op["responses"] = {str(spec.status): _success(spec),
+                       **{str(s): problem_response(s, spec) for s in problem_statuses(spec)}}
     if spec.roles:
-        op["security"] = [{"bearer": []}]
+        op["security"] = [{"oauth2": []}]
         op["x-roles"] = sorted(spec.roles)
     return op
-
-
-def _responses(spec: Route, doc: Doc) -> dict[str, Any]:
-    schema = ref(doc.response) if doc.response else {"type": "string"}
-    content = {doc.response_type: {"schema": schema}}
-    content.update({t: {"schema": {"type": "string"}} for t in doc.alternatives})
-    out: dict[str, Any] = {str(doc.status): {"description": "Success", "content": content}}
-    if doc.request:
-        out["400"] = _problem("Malformed or invalid request")
-    if spec.roles:
-        out["401"] = _problem("No valid bearer token")
-        out["403"] = _problem("The caller's role or grant does not allow this")
-        out["429"] = _problem("Rate limited; see Retry-After and RateLimit-* headers")
-    if path_params(spec.path):
-        out["404"] = _problem("Unknown, or not visible to the caller")
-    out["default"] = _problem("An error, as RFC 9457 problem+json")
-    return out
 
 
 def document(routes: Iterable[Route]) -> dict[str, Any]:
@@ -140,32 +107,35 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for spec in routes:
         paths.setdefault(openapi_path(spec.path), {})[spec.method.lower()] = operation(spec)
+    used = {tag for item in paths.values() for op in item.values() for tag in op["tags"]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": TITLE, "version": VERSION,
-                 "description": "Metered, differentially private answers over county datasets. "
-                                "Every error is application/problem+json (RFC 9457)."},
+        "info": {"title": TITLE, "version": VERSION, "description": DESCRIPTION},
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items() if name in used],
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {**SCHEMAS, **PRICING_SCHEMAS},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                           "description": "An access token from POST /oauth/token."}},
+            "schemas": SCHEMAS,
+            "headers": HEADERS,
+            "securitySchemes": {"oauth2": {
+                "type": "oauth2", "description": "OAuth 2.0 client credentials (RFC 6749 §4.4); the access "
+                                                 "token is a JWT, sent as `Authorization: Bearer …`.",
+                "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": {}}}}},
         },
     }
 
 
-@functools.cache
-def served_document() -> dict[str, Any]:
-    from gateway.http.app import all_routes  # the app imports this module: resolve at first call
-
-    return document(all_routes())
+def setup_openapi(app: web.Application, routes: Iterable[Route]) -> None:
+    app[OPENAPI] = document(routes)
 
 
-@route("GET", "/openapi.json", PUBLIC)
-@api(response="OpenAPI")
+@route("GET", "/openapi.json", PUBLIC, answer="OpenAPI")
 async def get_openapi(request: web.Request) -> web.Response:
-    """This OpenAPI 3.1 document."""
-    return web.json_response(served_document())
+    """This OpenAPI 3.1 document.
+
+    Generated from the gateway's own route table; the request schemas in it are the ones that
+    validate request bodies. Feed it to a client generator, or read it rendered at `/docs`.
+    """
+    return web.json_response(request.app[OPENAPI])
 
 
 ROUTES: tuple[Route, ...] = (get_openapi,)

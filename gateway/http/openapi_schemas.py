@@ -1,198 +1,169 @@
-"""JSON Schemas of the API's bodies, for the OpenAPI document's `components.schemas`."""
+"""JSON Schemas of the API's bodies: the OpenAPI document's `components.schemas`, and the validator of
+every JSON request body (http/validate.py) — one definition, two uses.
+
+Request schemas (`…In`) refuse unknown fields; the service still checks meaning (ranges, existence).
+Answer schemas list what is always there as required and mark what may be null.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.http.openapi_circulation import CIRCULATION
+from gateway.http.openapi_pricing import PRICING_SCHEMAS
+from gateway.http.schema_parts import (
+    CELL,
+    CURRENCY,
+    ENUMS,
+    EPSILON,
+    EPSILON_IN,
+    HASH,
+    ID,
+    INT,
+    MONEY,
+    NEXT,
+    NULL_S,
+    PERIOD,
+    TIME,
+    B,
+    N,
+    S,
+    Schema,
+    array,
+    items,
+    nullable,
+    obj,
+    ref,
+    text,
+)
 
-Schema = dict[str, Any]
+__all__ = ["SCHEMAS", "Schema", "ref"]
 
+_LOCATED = obj(line=INT, column={"type": ["integer", "string", "null"]}, message=S, code=S,
+               doc="One problem, located: a line and column of a policy, or a column of a snapshot.")
+_FIELD_ERROR = obj(("detail",), pointer={"type": "string", "description": "RFC 6901 pointer into the body."},
+                   parameter={"type": "string", "description": "The query or header parameter."}, detail=S)
 
-def obj(required: tuple[str, ...] = (), additional: bool = True, **props: Schema) -> Schema:
-    out: Schema = {"type": "object", "properties": props}
-    if required:
-        out["required"] = list(required)
-    if not additional:
-        out["additionalProperties"] = False
-    return out
+PROBLEM = obj(
+    ("type", "title", "status", "detail", "code"),
+    doc="An error (RFC 9457). `code` is stable; the other members beyond the five are per code.",
+    type={"type": "string", "format": "uri"}, title=S, status=INT, detail=S,
+    code={"type": "string", "description": "invalid_request, invalid_query, unauthorized, forbidden, "
+                                           "budget_exhausted, not_found, dataset_suspended, dataset_withdrawn, "
+                                           "policy_violation, rate_limited, … (API.md, Errors)."},
+    instance={"type": "string", "description": "urn:request:<X-Request-ID>"},
+    reasons=array(S, "policy_violation: every reason the policy refused."),
+    position=obj(line=INT, column=nullable(INT), doc="invalid_query: where in the SQL."),
+    errors=array(_FIELD_ERROR, "invalid_request: every field or parameter that did not fit its schema."),
+    problems=array(_LOCATED, "A refused policy or snapshot: every problem."),
+    epsilon_remaining=nullable(N),
+    renews_on={"type": ["string", "null"], "description": "budget_exhausted: when the budget renews."},
+    datasets=array(S, "unavailable: the datasets not ready."),
+    error={"type": "string", "description": "The token endpoint: RFC 6749 §5.2's error code."},
+    error_description={"type": "string", "description": "The token endpoint: §5.2's description."})
 
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def items(name: str) -> Schema:
-    return obj(("items",), items={"type": "array", "items": ref(name)})
-
-
-S: Schema = {"type": "string"}
-INT: Schema = {"type": "integer"}
-N: Schema = {"type": "number"}
-B: Schema = {"type": "boolean"}
-TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
-NULL_S: Schema = {"type": ["string", "null"]}
-ANY_OBJ: Schema = {"type": "object"}
-PERIOD: Schema = {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"}
-SCALAR: Schema = {"type": ["string", "integer", "number", "boolean"]}
-MONEY: Schema = {"type": "integer", "description": "An amount in the currency's minor unit."}
-EPSILON: Schema = {"type": ["number", "string"], "description": "A positive decimal (a string keeps it exact)."}
-
-PROBLEM = obj(("type", "title", "status", "detail", "code"), type=S, title=S, status=INT, detail=S, code=S,
-              instance=S, reasons={"type": "array", "items": S},
-              problems={"type": "array", "items": obj(line=INT, column=INT, message=S)})
-
-_CLIENT = obj(("client_id", "org_id", "roles", "status"), client_id=S, org_id=S,
-              roles={"type": "array", "items": S}, status={"enum": ["active", "suspended"]}, created_at=TIME)
-
-_PARAMETER = obj(("name", "type", "example"), name=S, type={"enum": ["integer", "number", "string", "boolean"]},
-                 description=S, minimum=N, maximum=N, allowed={"type": "array", "items": SCALAR},
-                 default=SCALAR, example=SCALAR)
-
-_DRAFT_FIELDS: dict[str, Schema] = {
-    "title": S, "description": S, "sql": {"type": "string", "description": "SQL with `:name` parameters in WHERE."},
-    "parameters": {"type": "array", "items": ref("Parameter")}, "epsilon": EPSILON, "delta": EPSILON,
-    "price_minor": MONEY, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-    "price_model": {"enum": ["per_call", "per_month", "per_cell"]}, "cached_price_minor": MONEY,
-    "trial_price_minor": MONEY, "trial_until": {"type": "string", "format": "date"},
-}
-PURPOSE_CLASS: Schema = {"enum": ["public_governance", "public_interest", "industry"]}
-
-_INVOICE_LINE = obj(("line", "kind", "dataset", "quantity", "amount_minor", "currency"), line=INT,
-                    kind={"enum": ["usage", "credit", "carry"]}, dataset=S, product_id=NULL_S, usage_period=PERIOD,
-                    cached=B,
-                    price_version=S, policy_version=S, merchant=NULL_S, quantity=INT,
-                    unit_price_minor={"type": ["integer", "null"]}, amount_minor=MONEY, currency=S, reference=S,
-                    vouchers_minor=MONEY)
-
-_STATEMENT = obj(("party", "period", "lines", "total_minor"), party=S, period=PERIOD, status=S, currency=S,
-                 lines={"type": "array", "items": obj(dataset=S, product_id=NULL_S, currency=S, calls=INT,
-                                                      amount_minor=MONEY, special_fund_minor=MONEY)},
-                 total_minor=MONEY, totals=ANY_OBJ, special_fund_minor=MONEY)
-
-_BUDGET_LINE = obj(dataset=S, period=PERIOD, epsilon_limit=N, epsilon_spent=N, epsilon_remaining=N,
+_BUDGET_LINE = obj(("dataset", "epsilon_limit", "epsilon_spent", "epsilon_remaining"), dataset=S,
+                   period={**PERIOD, "description": "In an answer or a preview; /v1/budget says it once."},
+                   epsilon_limit=EPSILON, epsilon_spent=EPSILON,
+                   epsilon_remaining={**EPSILON, "description": "Never negative."},
                    delta_limit=N, delta_spent=N, delta_remaining=N)
+_HALF_WIDTHS = {"type": "object", "additionalProperties": nullable(N)}
+_ACCURACY = obj(("alpha", "columns"), alpha={"type": "number", "description": "1 - confidence level."},
+                columns={**_HALF_WIDTHS, "description": "Per released column, the half-width of a (1 - alpha) "
+                                                        "interval; null where no such bound exists."},
+                rows=array(_HALF_WIDTHS, "The same per row of `rows`, in their order (a mean's interval "
+                                         "depends on its group's size)."))
+_COLUMN = obj(("name", "type", "classification", "group_by", "aggregate", "filter"), name=S, type=ref("ColumnType"),
+              classification=ref("Classification"), group_by=B, aggregate=B, filter=B, description=S,
+              categories=array({"type": ["string", "integer", "boolean"]}, "The public categories of a group key."),
+              bounds={"type": "array", "items": N, "minItems": 2, "maxItems": 2,
+                      "description": "Values are clipped to [low, high]."})
 
-SCHEMAS: dict[str, Schema] = {
+_SCHEMAS: dict[str, Schema] = {
     "Problem": PROBLEM,
     "OpenAPI": {"type": "object", "description": "An OpenAPI 3.1 document."},
-    # the foundation, the engine and the ledger (API.md)
-    "TokenForm": obj(("grant_type",), grant_type={"const": "client_credentials"}, client_id=S, client_secret=S),
-    "Token": obj(("access_token", "token_type", "expires_in"), access_token=S, token_type={"const": "Bearer"},
-                 expires_in=INT),
-    "JWKS": obj(("keys",), keys={"type": "array", "items": ANY_OBJ}),
+    "Metrics": {"type": "string", "description": "Prometheus metrics in the text exposition format."},
+    "Receipt": {"type": "string", "description": "A compact JWS (EdDSA, `kid` from the JWKS) whose payload "
+                                                 "carries the query id and the released values."},
+    "ReceiptDocument": obj(("receipt",), receipt={**S, "description": "The same compact JWS."}),
+    "Html": {"type": "string", "description": "An HTML page."},
+    # tokens and keys
+    "TokenForm": obj(("grant_type",), grant_type={"type": "string", "enum": ["client_credentials"]},
+                     client_id=S, client_secret=S),
+    "Token": obj(("access_token", "token_type", "expires_in"), access_token={**S, "description": "A JWT."},
+                 token_type={"type": "string", "enum": ["Bearer"]}, expires_in={**INT, "description": "Seconds."}),
+    "Jwk": obj(("kty", "kid"), kty=S, kid=S, alg=S, crv=S, use=S, x=S, y=S, retired=B),
     "AuthorizationServerMetadata": obj(
         ("issuer", "token_endpoint", "jwks_uri", "grant_types_supported", "response_types_supported"),
-        issuer=S, token_endpoint=S, jwks_uri=S, service_documentation=S,
-        grant_types_supported={"type": "array", "items": S},
-        token_endpoint_auth_methods_supported={"type": "array", "items": S},
-        response_types_supported={"type": "array", "items": S}),
+        issuer=S, token_endpoint=S, jwks_uri=S, service_documentation=S, grant_types_supported=array(S),
+        token_endpoint_auth_methods_supported=array(S), response_types_supported=array(S)),
+    "JWKS": obj(("keys",), keys=array(ref("Jwk")),
+                retired_keys=array(ref("Jwk"), "Keys that verify no token any more, only receipts they signed.")),
     "Health": obj(("status",), status=S),
+    # the catalog
+    "Column": _COLUMN,
+    "PrivacyUnit": obj(("kind",), kind=ref("PrivacyUnitKind"),
+                       max_contributions={**INT, "description": "identifier: rows per person at most."}),
     "Dataset": obj(("id", "title", "status", "columns"), id=S, title=S, description=S, source_department=S,
-                   status={"enum": ["active", "suspended", "withdrawn"]}, privacy_unit=ANY_OBJ,
-                   columns={"type": "array", "items": ANY_OBJ}, price=ANY_OBJ, policy_version=S),
-    "DatasetList": obj(("datasets",), datasets={"type": "array", "items": ref("Dataset")}),
-    "QueryIn": obj(("dataset", "epsilon"), False, dataset=S, sql=S, plan=ANY_OBJ, epsilon=EPSILON, delta=EPSILON),
+                   classification=ref("Classification"), status=ref("DatasetStatus"), queryable=B,
+                   privacy_unit=ref("PrivacyUnit"), columns=array(ref("Column")), aggregates=array(ref("Aggregate")),
+                   epsilon=obj(("min", "max"), min=N, max=N, doc="Epsilon per query, allowed range."),
+                   private_keys=B, max_cells=INT,
+                   price=obj(("per_call_minor", "currency"), per_call_minor=MONEY, cached_call_minor=MONEY,
+                             currency=CURRENCY),
+                   policy_version=HASH),
+    "DatasetList": obj(("datasets",), datasets=array(ref("Dataset"))),
+    # queries and the ledger
+    "QueryIn": obj(("dataset", "epsilon"), False, dataset=ID,
+                   sql=text("One SELECT of the subset (docs/query-language.md); send it or `plan`."),
+                   plan={"type": "object", "description": "The JSON plan form (docs/query-language.md)."},
+                   epsilon=EPSILON_IN, delta={**EPSILON_IN, "description": "0 unless private group keys."}),
+    "Accuracy": _ACCURACY,
+    "BudgetLine": _BUDGET_LINE,
+    "UsageRef": obj(("usage_id", "price_minor", "currency"), usage_id=S, price_minor=MONEY, currency=CURRENCY),
     "QueryAnswer": obj(("query_id", "dataset", "columns", "rows", "accuracy", "epsilon_spent", "cached", "budget",
-                        "usage"), query_id=S, dataset=S, columns={"type": "array", "items": S},
-                       rows={"type": "array", "items": {"type": "array"}}, accuracy=ANY_OBJ, epsilon_spent=N,
-                       delta_spent=N, cached=B, budget=_BUDGET_LINE,
-                       usage=obj(usage_id=S, price_minor=MONEY, currency=S)),
-    "Preview": obj(("dataset", "epsilon", "accuracy", "price", "budget"), dataset=S, epsilon=N, delta=N,
-                   accuracy=ANY_OBJ, price=ANY_OBJ, budget=_BUDGET_LINE, would_fit=B),
-    "Budget": obj(("period", "datasets"), period=PERIOD, datasets={"type": "array", "items": _BUDGET_LINE}),
-    "Usage": obj(("period", "items"), period=PERIOD, items={"type": "array", "items": ANY_OBJ}),
-    "AuditVerdict": obj(("ok", "entries", "head"), ok=B, entries=INT, head=S),
+                        "usage"), query_id=S, dataset=S, columns=array(S), rows=array(array(CELL)),
+                       accuracy=ref("Accuracy"), epsilon_spent=EPSILON, delta_spent=N,
+                       cached={**B, "description": "true: the stored release of the same question this period, "
+                                                   "at no privacy cost."},
+                       budget=ref("BudgetLine"), usage=ref("UsageRef"), policy_version=HASH, snapshot_id=HASH),
+    "Preview": obj(("dataset", "epsilon", "accuracy", "price", "budget", "would_fit"), dataset=S, epsilon=EPSILON,
+                   delta=N, accuracy=ref("Accuracy"), threshold=nullable(N),
+                   price=obj(("price_minor", "currency"), price_minor=MONEY, currency=CURRENCY),
+                   budget=ref("BudgetLine"), would_fit=B),
+    "Budget": obj(("period", "datasets"), period=PERIOD, datasets=array(ref("BudgetLine"))),
+    "UsageRecord": obj(("usage_id", "query_id", "org_id", "dataset", "period", "cached", "price_minor", "currency",
+                        "committed_at"), usage_id=S, query_id=S, org_id=S, client_id=S, dataset=S,
+                       product_id=NULL_S, period=PERIOD, cached=B, epsilon=EPSILON, price_minor=MONEY,
+                       currency=CURRENCY, price_version=S, committed_at=TIME, purpose_class=NULL_S, delta=N),
+    "Usage": obj(("period", "items", "next"), period=PERIOD, items=array(ref("UsageRecord")), next=NEXT),
+    "AuditEntry": obj(("seq", "at", "kind", "actor", "subject", "payload", "hash"), seq=INT, at=TIME, kind=S,
+                      actor={**S, "description": "A client id, or `system`."}, subject=S,
+                      payload={"type": "object", "additionalProperties": True,
+                               "description": "What the kind of entry records (codes and ids, never a row)."},
+                      hash=HASH),
+    "AuditEntryList": items("AuditEntry"),
+    "ReleaseSummary": obj(("query_id", "dataset", "epsilon_spent", "created_at"), query_id=S, dataset=S,
+                          product_id=NULL_S, epsilon_spent=EPSILON, policy_version=HASH, snapshot_id=HASH,
+                          created_at=TIME),
+    "ReleaseList": items("ReleaseSummary"),
+    "AuditVerdict": obj(("ok", "entries", "head"), ok=B, entries=INT, head=S, first_bad_seq=nullable(INT)),
     "Release": obj(("query_id", "dataset", "release", "accuracy", "epsilon_spent"), query_id=S, dataset=S,
-                   columns={"type": "array", "items": S}, rows={"type": "array", "items": {"type": "array"}},
-                   release=obj(("columns", "rows"), columns={"type": "array", "items": S},
-                               rows={"type": "array", "items": {"type": "array"}}),
-                   accuracy=ANY_OBJ, epsilon_spent=N, delta_spent=N, policy_version=S, snapshot_id=S,
-                   created_at=TIME),
-    "Snapshot": ANY_OBJ,
-    "SnapshotList": obj(("dataset", "snapshots"), dataset=S, current=NULL_S,
-                        snapshots={"type": "array", "items": ref("Snapshot")}),
-    "SnapshotUpload": {"type": "string", "format": "binary"},
-    # circulation
-    "OrgIn": obj(("org_id", "name"), False, org_id=S, name=S, kind={"enum": ["requester", "merchant"]}),
-    "Org": obj(("org_id", "name", "kind", "status", "clients"), org_id=S, name=S, kind=S,
-               status={"enum": ["active", "suspended"]}, created_at=TIME,
-               clients={"type": "array", "items": ref("Client")}),
-    "OrgList": items("Org"),
-    "ClientIn": obj(("client_id",), False, client_id=S),
-    "Client": _CLIENT,
-    "ClientSecret": {"allOf": [ref("Client"), obj(("client_secret",), client_secret=S)],
-                     "description": "The secret appears in this answer only."},
-    "Reason": obj((), False, reason=S),
-    "ReasonRequired": obj(("reason",), False, reason=S),
-    "DatasetStatus": obj(("dataset", "status"), dataset=S, status=S, previous_status=S, grants_ended=INT,
-                         applications_closed=INT),
-    "PolicyCurrent": obj(("dataset", "version", "document"), dataset=S, owner=S, version=S, document=ANY_OBJ,
-                         versions={"type": "array", "items": obj(version=S, created_at=TIME, created_by=S)}),
-    "PolicyText": {"type": "string", "description": "A dataset policy in YAML (or JSON), per policy.schema.json."},
-    "PolicyChange": obj(("dataset", "version", "changes", "published"), dataset=S, previous_version=NULL_S,
-                        version=S, published=B,
-                        changes={"type": "array", "items": obj(path=S, old={}, new={}, change=S)}),
-    "ApplicationIn": obj(("purpose", "epsilon_per_period"), False, dataset=S, product_id=S, purpose=S,
-                         epsilon_per_period=EPSILON, valid_until={"type": "string", "format": "date-time"},
-                         purpose_class=PURPOSE_CLASS),
-    "Application": obj(("id", "org_id", "dataset", "status"), id=S, org_id=S, client_id=S, dataset=S,
-                       product_id=NULL_S, purpose=S, epsilon_per_period=N, valid_until_requested=TIME,
-                       status={"enum": ["pending", "approved", "rejected", "closed"]}, approvals=ANY_OBJ,
-                       epsilon_approved={"type": ["number", "null"]}, valid_until=TIME, reason=NULL_S,
-                       grant_id=NULL_S, created_at=TIME, updated_at=TIME, purpose_class=PURPOSE_CLASS,
-                       purpose_class_approved={"enum": [*PURPOSE_CLASS["enum"], None]}),
-    "ApplicationList": items("Application"),
-    "ApprovalIn": obj((), False, epsilon_per_period=EPSILON, valid_until={"type": "string", "format": "date-time"},
-                      purpose_class=PURPOSE_CLASS),
-    "Grant": obj(("id", "grant_id", "org_id", "dataset", "status"), id=S, grant_id=S, org_id=S, dataset=S,
-                 product_id=NULL_S,
-                 epsilon_per_period=N, valid_from=TIME, valid_until=TIME,
-                 status={"enum": ["active", "expired", "revoked", "ended"]}, created_at=TIME,
-                 purpose_class=PURPOSE_CLASS),
-    "GrantList": items("Grant"),
-    "OdrlAgreement": {"type": "object", "required": ["@context", "@type", "uid", "permission"], "properties": {
-        "@context": {"type": "array"}, "@type": {"const": "Agreement"}, "uid": S,
-        "assigner": {"type": "array"}, "assignee": ANY_OBJ, "target": ANY_OBJ,
-        "permission": {"type": "array", "items": ANY_OBJ}, "prohibition": {"type": "array", "items": ANY_OBJ}}},
-    "Parameter": _PARAMETER,
-    "Product": obj(("id", "version", "title", "dataset", "parameters", "epsilon_per_call", "price"), id=S,
-                   version=INT, title=S, description=S, dataset=S, merchant=S,
-                   parameters={"type": "array", "items": ref("Parameter")}, columns={"type": "array", "items": S},
-                   epsilon_per_call=N, price=obj(per_call_minor=MONEY, currency=S),
-                   status={"enum": ["published", "suspended", "retired"]}, dataset_status=S, published_at=TIME),
-    "ProductList": items("Product"),
-    "InvokeIn": obj((), False, params={"type": "object", "additionalProperties": SCALAR}),
-    "ProductDraftIn": obj(("id", "dataset", "title", "sql", "epsilon", "price_minor"), False,
-                          id={"type": "string", "pattern": "^[a-z][a-z0-9-]{2,62}$"}, dataset=S, **_DRAFT_FIELDS),
-    "ProductVersionIn": obj(("title", "sql", "epsilon", "price_minor"), False, **_DRAFT_FIELDS),
-    "ProductVersion": obj(("id", "version", "status", "definition"), id=S, version=INT,
-                          status={"enum": ["draft", "submitted", "published", "superseded", "rejected",
-                                           "discarded"]},
-                          dataset=S, merchant=S, definition=ANY_OBJ, definition_hash=S, policy_version=S,
-                          created_at=TIME, submitted_at=TIME, decided_by=NULL_S, decided_at=TIME, reason=NULL_S,
-                          sale_status={"enum": ["published", "suspended", "retired"]}),
-    "ProductVersionList": items("ProductVersion"),
-    "TryIn": obj((), False, params={"type": "object", "additionalProperties": SCALAR}),
-    "TwinAnswer": obj(("columns", "rows", "twin"), id=S, version=INT, params=ANY_OBJ,
-                      columns={"type": "array", "items": S}, rows={"type": "array", "items": {"type": "array"}},
-                      twin=obj(synthetic=B, rows=INT, exact=B), epsilon_per_call=N),
-    "InvoiceLine": _INVOICE_LINE,
-    "Invoice": obj(("invoice_id", "org_id", "period", "status", "currency", "lines", "total_minor"), invoice_id=S,
-                   org_id=S, period=PERIOD, status={"enum": ["open", "closed"]}, currency=S,
-                   lines={"type": "array", "items": ref("InvoiceLine")}, total_minor=MONEY, totals=ANY_OBJ,
-                   vouchers_applied_minor=MONEY, amount_due_minor=MONEY,
-                   vouchers={"type": "array", "items": obj(("voucher_id", "amount_minor"), voucher_id=S,
-                                                           amount_minor=MONEY)}),
-    "Statement": _STATEMENT,
-    "RevenueStatements": obj(("period", "status", "statements"), period=PERIOD, status=S, currency=S,
-                             invoices_total_minor=MONEY, statements={"type": "array", "items": ref("Statement")},
-                             vouchers_applied_minor=MONEY),
-    "CreditNoteIn": obj(("org_id", "reason"), False, org_id=S,
-                        usage_ids={"type": "array", "items": S, "minItems": 1, "maxItems": 1000},
-                        invoice=obj(("period", "line"), False, period=PERIOD, line=INT),
-                        amount_minor={**MONEY, "description": "At most what is left to credit; all of it if left out."},
-                        reason=S, dataset=S, product_id=S, refers_to_period=PERIOD),
-    "CreditNote": obj(("id", "org_id", "amount_minor", "usage_ids"), id=S, org_id=S, dataset=S, product_id=NULL_S,
-                      refers_to_period=PERIOD, usage_ids={"type": "array", "items": S}, amount_minor=MONEY,
-                      currency=S, policy_version=S, merchant=NULL_S, reason=S, created_at=TIME,
-                      invoice_period=PERIOD, creditable_minor=MONEY),
+                   columns=array(S, "As answered (releases stored since answers are kept)."),
+                   rows=array(array(CELL), "As answered."),
+                   release=obj(("columns", "rows"), columns=array(S), rows=array(array(CELL))),
+                   accuracy={"anyOf": [ref("Accuracy"), {
+                       "type": "object", "additionalProperties": nullable(N),
+                       "properties": {"rows": array(_HALF_WIDTHS, "Per row of the release, by source.")},
+                       "description": "Half-widths by source column (releases stored before answers were kept)."}]},
+                   epsilon_spent=EPSILON, delta_spent=N, policy_version=HASH, snapshot_id=HASH, created_at=TIME),
+    # snapshots
+    "Snapshot": obj(("id", "loaded_at", "origin", "current"), id=HASH, dataset=S, loaded_at=TIME, loaded_by=S,
+                    origin=S, policy_version=HASH, current=B, inputs={"type": "object"},
+                    rows=INT, bytes=INT,
+                    warnings=array(obj(("code", "message"), code=S, message=S, column=NULL_S))),
+    "SnapshotList": obj(("dataset", "current", "items", "next", "snapshots"), dataset=S, current=NULL_S,
+                        items=array(ref("Snapshot")), next=NEXT,
+                        snapshots=array(ref("Snapshot"), "The same page as `items` (the name before pages).")),
+    "SnapshotUpload": {"type": "string", "format": "binary", "description": "Parquet or CSV bytes."},
 }
+
+SCHEMAS: dict[str, Schema] = {**ENUMS, **_SCHEMAS, **CIRCULATION, **PRICING_SCHEMAS}

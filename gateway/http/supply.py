@@ -12,12 +12,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.core.pages import PageRequest
 from gateway.data.snapshots import Format, incoming_file
 from gateway.data.streams import stream_to_file
 from gateway.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from gateway.http.keys import RUNTIME
+from gateway.http.paging import paged
 from gateway.http.routing import Route, principal, route
-from gateway.service.supply import check_supplier, snapshot_history, supply_of
+from gateway.service.supply import check_supplier, snapshot_page, supply_of
 from gateway.service.uploads import upload_slots
 
 SUPPLIERS = frozenset({"source", "bureau"})
@@ -25,14 +27,17 @@ MEDIA_TYPES: dict[str, Format] = {
     "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
     "application/octet-stream": "parquet", "text/csv": "csv",
 }
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 
-@route("PUT", "/v1/datasets/{dataset}/snapshots", SUPPLIERS)
-async def upload_snapshot(request: web.Request) -> web.Response:
+@route("PUT", "/v1/datasets/{dataset}/snapshots", SUPPLIERS, body="SnapshotUpload", body_types=tuple(MEDIA_TYPES),
+       answer="Snapshot", status=201, problems=(409, 410, 413, 415, 422))
+async def upload_snapshot(request: web.Request, dataset: str) -> web.Response:
+    """Upload a new snapshot of a dataset (Parquet or CSV); checked, then swapped in atomically.
+
+    201 with the new snapshot; 200 when the same content is already the current snapshot.
+    """
     runtime = request.app[RUNTIME]
     who = principal(request)
-    dataset = request.match_info["dataset"]
     supply = supply_of(runtime)
     check_supplier(who, runtime.registry.get(dataset))
     supply.suppliable(dataset)
@@ -59,22 +64,17 @@ async def receive(request: web.Request, dest: Path, limit: int) -> Path:
     return dest
 
 
-@route("GET", "/v1/datasets/{dataset}/snapshots", SUPPLIERS)
-async def list_snapshots(request: web.Request) -> web.Response:
+@route("GET", "/v1/datasets/{dataset}/snapshots", SUPPLIERS, answer="SnapshotList", paginated=True)
+async def list_snapshots(request: web.Request, dataset: str, page: PageRequest) -> web.Response:
+    """A dataset's snapshots, newest first, and which one is current (its supplier, or the bureau).
+
+    `items` is the page; `snapshots` repeats it, as answered before pagination.
+    """
     runtime = request.app[RUNTIME]
-    dataset = request.match_info["dataset"]
     check_supplier(principal(request), runtime.registry.get(dataset))
-    current, records = await snapshot_history(runtime, dataset, _limit(request))
-    return web.json_response({
-        "dataset": dataset, "current": current,
-        "snapshots": [r.view(current=r.snapshot_id == current, with_rows=True) for r in records]})
-
-
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    current, records = await snapshot_page(runtime, dataset, page)
+    views = records.map(lambda r: r.view(current=r.snapshot_id == current, with_rows=True))
+    return paged(request, views, dataset=dataset, current=current, snapshots=views.items)
 
 
 ROUTES: tuple[Route, ...] = (upload_snapshot, list_snapshots)

@@ -20,6 +20,7 @@ from gateway.core.budget import from_nano, to_nano
 from gateway.core.cosign import AUTO_APPROVER, Rules, auto_approval_holds
 from gateway.core.dates import parse_expiry as parse_date
 from gateway.core.derived import derived_from
+from gateway.core.pages import Page, PageRequest
 from gateway.core.pricing import INDUSTRY, PUBLIC_CLASSES, PURPOSE_CLASSES
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
@@ -137,6 +138,13 @@ async def list_applications(runtime: Runtime, who: Principal) -> list[dict[str, 
     return [a.as_dict() for a in found]
 
 
+async def applications_page(runtime: Runtime, who: Principal, page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of `list_applications`, oldest first."""
+    org, datasets = scope(runtime, who)
+    found = await runtime.store.read(store_apps.applications_page, org, datasets, page)
+    return found.map(store_apps.Application.as_dict)
+
+
 async def approve(runtime: Runtime, who: Principal, application_id: str, epsilon: Any,
                   valid_until: Any, *, purpose_class: Any = None) -> dict[str, Any]:
     """The bureau's approval, possibly with a smaller budget, an expiry or a corrected class."""
@@ -177,6 +185,14 @@ async def list_grants(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
     found = await runtime.store.read(store_apps.list_grants, org, datasets)
     now = utc_now_text()
     return [g.as_dict(now) for g in found]
+
+
+async def grants_page(runtime: Runtime, who: Principal, page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of `list_grants`, oldest first."""
+    org, datasets = scope(runtime, who)
+    found = await runtime.store.read(store_apps.grants_page, org, datasets, page)
+    now = utc_now_text()
+    return found.map(lambda g: g.as_dict(now))
 
 
 def _revoke(tx: Tx, grant_id: str, actor: str, reason: str, org_id: str, dataset: str,

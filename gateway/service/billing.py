@@ -25,6 +25,7 @@ from gateway.core.billing import (
 )
 from gateway.core.budget import period_of
 from gateway.core.canonical import canonical_bytes
+from gateway.core.pages import Page, PageRequest
 from gateway.core.settlement import add_special_fund, settle, special_fund
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime.cache import Cache
@@ -142,6 +143,21 @@ class OpenStatements:
     def __init__(self, runtime: Runtime) -> None:
         self.built: Cache[str, dict[str, Any]] = Cache(2, ttl=runtime.settings.revenue_refresh_seconds)
         self.building = asyncio.Lock()
+
+
+def _invoice_summary(found: tuple[str, bytes]) -> dict[str, Any]:
+    period, body = found
+    doc = json.loads(body)
+    return {"period": period, "invoice_id": doc.get("invoice_id"), "status": doc.get("status", "closed"),
+            "currency": doc.get("currency"), "total_minor": doc.get("total_minor"), "lines": len(doc.get("lines", []))}
+
+
+async def invoices_page(runtime: Runtime, org_id: str, page: PageRequest) -> Page[dict[str, Any]]:
+    """An organisation's invoices of closed months, newest first (the open month's is always at its
+    period's address)."""
+    await _ready(runtime, current_period(runtime.settings))
+    found = await runtime.store.read(store_invoices.stored_invoices_page, org_id, page)
+    return found.map(_invoice_summary)
 
 
 async def _statements_of(runtime: Runtime, period: str) -> dict[str, Any]:

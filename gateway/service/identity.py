@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from gateway.auth.secrets import DUMMY_HASH, verify_secret
+from gateway.clock import utc_now_text
 from gateway.errors import InvalidClient
 from gateway.runtime.parts import Runtime
 from gateway.store import audit, identity
@@ -39,6 +41,14 @@ async def issue_token(runtime: Runtime, client_id: str, secret: str) -> tuple[st
     await runtime.store.write(_audit_token, client.client_id, op="append_audit")
     runtime.metrics.token_issued(client.roles)
     return token, ttl
+
+
+async def published_keys(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
+    """The JWKS: `keys` verify tokens now; `retired_keys` only the receipts they signed before."""
+    now = utc_now_text()
+    keys = await runtime.store.read(identity.public_keys, now)
+    retired = await runtime.store.read(identity.retired_keys, now)
+    return {"keys": list(keys.values()), "retired_keys": retired}
 
 
 def _audit_token(tx: Tx, client_id: str) -> None:

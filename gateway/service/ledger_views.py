@@ -8,11 +8,13 @@ from typing import Any
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
 from gateway.core.budget import atto_to_float, budget_line, grant_account, nano_to_float, to_atto
+from gateway.core.pages import Page, PageRequest, collect
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import may_ask_again, usable_grants
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
-from gateway.store.db import Tx
+from gateway.store.db import Row, Tx
+from gateway.store.pages import read_page
 
 
 async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, Any]]:
@@ -39,31 +41,56 @@ async def budget(runtime: Runtime, org_id: str, period: str) -> list[dict[str, A
     return lines
 
 
-def _usage_rows(tx: Tx, org_id: str | None, period: str) -> list[dict[str, Any]]:
-    sql = ("SELECT usage_id, query_id, org_id, client_id, dataset, product_id, period, cached, epsilon_nano, "
-           "price_minor, currency, price_version, committed_at, purpose_class, delta_atto "
-           "FROM usage_records WHERE period = ?")
-    params: tuple[Any, ...] = (period,)
-    if org_id is not None:
-        sql += " AND org_id = ?"
-        params += (org_id,)
-    rows = tx.all(sql + " ORDER BY committed_at, usage_id", params)
-    keys = ("usage_id", "query_id", "org_id", "client_id", "dataset", "product_id", "period", "cached",
-            "epsilon_nano", "price_minor", "currency", "price_version", "committed_at", "purpose_class", "delta_atto")
-    out = []
-    for row in rows:
-        item = dict(zip(keys, row, strict=True))
-        item["cached"] = bool(item["cached"])
-        item["epsilon"] = nano_to_float(int(item.pop("epsilon_nano")))
-        item["delta"] = atto_to_float(int(item.pop("delta_atto")))
-        item["price_minor"] = int(item["price_minor"])
-        out.append(item)
-    return out
+_USAGE_KEYS = ("usage_id", "query_id", "org_id", "client_id", "dataset", "product_id", "period", "cached",
+               "epsilon_nano", "price_minor", "currency", "price_version", "committed_at", "purpose_class",
+               "delta_atto")
+
+
+def _usage_item(row: Row) -> dict[str, Any]:
+    item = dict(zip(_USAGE_KEYS, row, strict=True))
+    item["cached"] = bool(item["cached"])
+    item["epsilon"] = nano_to_float(int(item.pop("epsilon_nano")))
+    item["delta"] = atto_to_float(int(item.pop("delta_atto")))
+    item["price_minor"] = int(item["price_minor"])
+    return item
+
+
+def _usage_page(tx: Tx, org_id: str | None, period: str, page: PageRequest) -> Page[dict[str, Any]]:
+    where, params = ("period = ?", (period,)) if org_id is None else ("period = ? AND org_id = ?", (period, org_id))
+    return read_page(tx, ", ".join(_USAGE_KEYS), "usage_records", where, params, ("committed_at", "usage_id"), page,
+                     _usage_item)
 
 
 async def usage(runtime: Runtime, org_id: str | None, period: str) -> list[dict[str, Any]]:
-    """Requesters see their own records; the bureau sees all (org_id None)."""
-    return await runtime.store.read(_usage_rows, org_id, period)
+    """Requesters see their own records; the bureau sees all (org_id None). In commit order."""
+    return await runtime.store.read(lambda tx: collect(lambda page: _usage_page(tx, org_id, period, page)))
+
+
+async def usage_page(runtime: Runtime, org_id: str | None, period: str, page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of `usage`."""
+    return await runtime.store.read(_usage_page, org_id, period, page)
+
+
+async def audit_entries_page(runtime: Runtime, page: PageRequest) -> Page[dict[str, Any]]:
+    """The audit log in chain order, a page at a time (the bureau's)."""
+    return await runtime.store.read(audit.entries_page, page)
+
+
+def _release_summary(row: Row) -> dict[str, Any]:
+    query_id, dataset, product_id, epsilon_nano, policy_version, snapshot_id, created_at = row
+    return {"query_id": query_id, "dataset": dataset, "product_id": product_id,
+            "epsilon_spent": nano_to_float(int(epsilon_nano)), "policy_version": policy_version,
+            "snapshot_id": snapshot_id, "created_at": created_at}
+
+
+def _releases_page(tx: Tx, org_id: str, page: PageRequest) -> Page[dict[str, Any]]:
+    return read_page(tx, "query_id, dataset, product_id, epsilon_nano, policy_version, snapshot_id, created_at",
+                     "releases", "org_id = ?", (org_id,), ("created_at", "query_id"), page, _release_summary)
+
+
+async def releases_page(runtime: Runtime, org_id: str, page: PageRequest) -> Page[dict[str, Any]]:
+    """A requester's own stored releases, oldest first: what was answered, not the answers."""
+    return await runtime.store.read(_releases_page, org_id, page)
 
 
 async def verify_audit(runtime: Runtime) -> dict[str, Any]:

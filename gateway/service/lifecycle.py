@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 
 from gateway.dp.port import SandboxPort
 from gateway.dp.sandbox import Sandbox
+from gateway.errors import Unavailable
 from gateway.runtime.parts import Runtime
-from gateway.service.supply import activate_current_snapshots
+from gateway.service.readiness import datasets_not_ready
+from gateway.service.supply import activate_current_snapshots, datasets_not_loaded
 from gateway.service.supply_follow import supply_running
+from gateway.store.schema import pending_migrations
 
 
 @contextlib.asynccontextmanager
@@ -31,3 +34,27 @@ async def sandbox_running(runtime: Runtime, sandbox: SandboxPort | None = None) 
     finally:
         runtime.sandbox = None
         await sandbox.close()
+
+
+async def check_ready(runtime: Runtime) -> None:
+    """503 with a Retry-After unless this replica can answer: started, not draining, the store
+    reachable with its migrations current, every dataset loaded."""
+    if runtime.draining:
+        raise Unavailable("draining", retry_after=5)
+    if not runtime.ready:
+        raise Unavailable("starting", retry_after=2)
+    try:
+        pending = await runtime.store.read(pending_migrations)
+    except Exception:
+        raise Unavailable("the store is unreachable", retry_after=2) from None
+    if pending:
+        raise Unavailable("the store's migrations are not current", retry_after=5)
+    missing = datasets_not_loaded(runtime)
+    if missing:
+        raise Unavailable(f"datasets not loaded: {', '.join(sorted(missing))}", retry_after=5)
+    waiting = datasets_not_ready(runtime)  # loaded, but not for the policy in force (R-DP-20)
+    if waiting:
+        refused = Unavailable("datasets not ready: " + "; ".join(f"{d} ({why})" for d, why in waiting.items()),
+                              retry_after=2)
+        refused.extra["datasets"] = sorted(waiting)
+        raise refused

@@ -16,6 +16,7 @@ from typing import Any
 from gateway.auth.tokens import Principal
 from gateway.core.budget import nano_to_float, to_nano
 from gateway.core.checks import check_plan
+from gateway.core.pages import Page, PageRequest, page_of
 from gateway.core.plan import Plan
 from gateway.core.policy import DatasetPolicy
 from gateway.core.pricing import plan_of_product, product_pricing
@@ -171,6 +172,14 @@ async def versions(runtime: Runtime, who: Principal, product_id: str) -> list[di
     return [version_view(product, v) for v in found]
 
 
+async def versions_page(runtime: Runtime, who: Principal, product_id: str,
+                        page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of `versions`, oldest first."""
+    product = await owned_product(runtime, who, product_id)
+    found = await runtime.store.read(store_products.versions_page, product_id, page)
+    return found.map(lambda v: version_view(product, v))
+
+
 async def try_on_twin(runtime: Runtime, who: Principal, product_id: str, version: int,
                       params: dict[str, Any]) -> dict[str, Any]:
     """Run a version on the synthetic twin: same schema and categories, generated rows, exact."""
@@ -240,6 +249,15 @@ async def published(runtime: Runtime) -> list[dict[str, Any]]:
     found = await runtime.store.read(_published_all)
     return [public_view(runtime, p, v, status) for p, v, status in found
             if status == "published" and not runtime.registry.withdrawn(p.dataset)]
+
+
+async def published_page(runtime: Runtime, page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of `published`, by id: keyset over the products on sale (few, and filtered by rules
+    that live here, not in SQL)."""
+    on_sale = await published(runtime)
+    after = page.key_of_width(1)
+    rest = [p for p in on_sale if after is None or (p["id"],) > after]
+    return page_of(rest[: page.limit + 1], page, key=lambda p: (p["id"],))
 
 
 async def published_product(runtime: Runtime, product_id: str) -> tuple[store_products.Product,

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.auth.secrets import hash_secret, new_secret
 from gateway.auth.tokens import Principal
+from gateway.core.pages import Page, PageRequest
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
 from gateway.service.visibility import visible
@@ -60,6 +61,14 @@ async def list_orgs(runtime: Runtime) -> list[dict[str, Any]]:
     def read(tx: Tx) -> list[dict[str, Any]]:
         return [_org_view(o, requesters.clients_of(tx, o.org_id))
                 for o in requesters.list_orgs(tx, REGISTRABLE_KINDS)]
+    return await runtime.store.read(read)
+
+
+async def orgs_page(runtime: Runtime, page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of `list_orgs`, by id."""
+    def read(tx: Tx) -> Page[dict[str, Any]]:
+        return requesters.orgs_page(tx, REGISTRABLE_KINDS, page).map(
+            lambda o: _org_view(o, requesters.clients_of(tx, o.org_id)))
     return await runtime.store.read(read)
 
 

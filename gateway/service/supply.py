@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.auth.tokens import Principal
+from gateway.core.pages import Page, PageRequest
 from gateway.core.policy import DatasetPolicy
 from gateway.data import snapshots as files
 from gateway.data.connectors import SourceUnavailable
@@ -314,6 +315,13 @@ def datasets_not_loaded(runtime: Runtime) -> list[str]:
 
 async def snapshot_history(runtime: Runtime, dataset: str, limit: int) -> tuple[str | None, list[SnapshotRecord]]:
     """(current id, newest snapshots first) for the owner or the bureau."""
-    records = await runtime.store.read(store.history, dataset, limit)
+    found = await snapshot_page(runtime, dataset, PageRequest(limit))
+    return found[0], found[1].items
+
+
+async def snapshot_page(runtime: Runtime, dataset: str,
+                        page: PageRequest) -> tuple[str | None, Page[SnapshotRecord]]:
+    """(current id, a page of snapshots, newest first) for the owner or the bureau."""
+    records = await runtime.store.read(store.history_page, dataset, page)
     pointers = await runtime.store.read(store.current_ids)
     return pointers.get(dataset), records

@@ -21,10 +21,12 @@ from typing import Any
 from gateway.clock import utc_now_text
 from gateway.core.budget import nano_to_float
 from gateway.core.cosign import AUTO_APPROVER, Rules, Terms, widenings
+from gateway.core.pages import Page, PageRequest, collect
 from gateway.errors import Conflict
 from gateway.store import audit
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
+from gateway.store.pages import read_page
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,18 @@ def get_application(tx: Tx, application_id: str, *, lock: bool = False) -> Appli
 
 
 def list_applications(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[Application]:
-    """All (org_id and datasets None), one requester's, or those on some datasets."""
+    return collect(lambda page: applications_page(tx, org_id, datasets, page))
+
+
+def applications_page(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None,
+                      page: PageRequest) -> Page[Application]:
+    """All (org_id and datasets None), one requester's, or those on some datasets: oldest first."""
     scope = _scope(org_id, datasets)
     if scope is None:
-        return []
+        return Page([])
     where, params = scope
-    return [_from_row(r) for r in tx.all(f"SELECT {_COLUMNS} FROM applications WHERE {where} "
-                                         "ORDER BY created_at, application_id", params)]
+    return read_page(tx, _COLUMNS, "applications", where, params, ("created_at", "application_id"), page,
+                     _from_row)
 
 
 def _scope(org_id: str | None, datasets: tuple[str, ...] | None) -> tuple[str, list[str]] | None:
@@ -271,12 +278,17 @@ def _grant_view(row: tuple[Any, ...]) -> GrantView:
 
 
 def list_grants(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[GrantView]:
+    return collect(lambda page: grants_page(tx, org_id, datasets, page))
+
+
+def grants_page(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None,
+                page: PageRequest) -> Page[GrantView]:
     scope = _scope(org_id, datasets)
     if scope is None:
-        return []
+        return Page([])
     where, params = scope
-    return [_grant_view(r) for r in tx.all(f"SELECT {_GRANT_COLUMNS}, created_at FROM grants WHERE {where} "
-                                           "ORDER BY created_at, grant_id", params)]
+    return read_page(tx, f"{_GRANT_COLUMNS}, created_at", "grants", where, params, ("created_at", "grant_id"),
+                     page, _grant_view)
 
 
 def get_grant(tx: Tx, grant_id: str) -> GrantView | None:

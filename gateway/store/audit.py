@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
 from gateway.core.canonical import canonical_json
-from gateway.store.db import Tx
+from gateway.core.pages import Page, PageRequest
+from gateway.store.db import Row, Tx
+from gateway.store.pages import read_page
 
 GENESIS = "0" * 64
 
+
+
+def _entry(row: Row) -> dict[str, Any]:
+    seq, at, kind, actor, subject, payload, hash_ = row
+    return {"seq": int(seq), "at": at, "kind": kind, "actor": actor, "subject": subject,
+            "payload": json.loads(payload), "hash": hash_}
+
+
+def entries_page(tx: Tx, page: PageRequest) -> Page[dict[str, Any]]:
+    """Audit entries in chain order (an entry appended meanwhile lands after every page read)."""
+    return read_page(tx, "seq, at, kind, actor, subject, payload, hash", "audit_log", "", (), ("seq",), page, _entry)
 
 
 def entry_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, subject: str, payload: str) -> str:

@@ -26,8 +26,10 @@ from gateway.core.billing import (
 )
 from gateway.core.budget import period_bounds, period_of
 from gateway.core.canonical import canonical_bytes
+from gateway.core.pages import Page, PageRequest
 from gateway.store import audit, settlement
 from gateway.store.db import Tx
+from gateway.store.pages import read_page
 
 _USAGE = ("SELECT u.usage_id, u.org_id, u.dataset, u.product_id, u.period, u.cached, u.price_minor, u.currency, "
           "u.price_version, r.policy_version, p.merchant_org, u.committed_at FROM usage_records u "
@@ -151,6 +153,12 @@ def _close_one(tx: Tx, period: str, zone: ZoneInfo, currency: str, actor: str) -
 def stored_invoice(tx: Tx, org_id: str, period: str) -> bytes | None:
     row = tx.one("SELECT body FROM invoices WHERE org_id = ? AND period = ?", (org_id, period))
     return str(row[0]).encode() if row else None
+
+
+def stored_invoices_page(tx: Tx, org_id: str, page: PageRequest) -> Page[tuple[str, bytes]]:
+    """An organisation's stored (closed) invoices, newest month first: (period, body)."""
+    return read_page(tx, "period, body", "invoices", "org_id = ?", (org_id,), ("period",), page,
+                     lambda r: (str(r[0]), str(r[1]).encode()), descending=True)
 
 
 def stored_invoices(tx: Tx, period: str) -> dict[str, bytes]:

@@ -9,9 +9,11 @@ from typing import Any
 
 from gateway.clock import utc_now_text
 from gateway.core.canonical import canonical_json
+from gateway.core.pages import Page, PageRequest, collect
 from gateway.errors import Conflict
 from gateway.store import audit, product_status
 from gateway.store.db import Tx
+from gateway.store.pages import read_page
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,27 @@ def versions(tx: Tx, product_id: str) -> list[ProductVersion]:
     return [_version(r) for r in rows]
 
 
+def versions_page(tx: Tx, product_id: str, page: PageRequest) -> Page[ProductVersion]:
+    """A product's versions, oldest first."""
+    return read_page(tx, _VERSION_COLUMNS, "product_versions", "product_id = ?", (product_id,), ("version",), page,
+                     _version)
 
 
-def published(tx: Tx) -> list[tuple[Product, ProductVersion]]:
-    """Every product with a published version, and that version."""
-    rows = tx.all("SELECT p.product_id, p.merchant_org, p.dataset, p.published_version, p.created_at, "
-                  + ", ".join("v." + c.strip() for c in _VERSION_COLUMNS.split(",")) +
-                  " FROM products p JOIN product_versions v ON v.product_id = p.product_id "
-                  "AND v.version = p.published_version ORDER BY p.product_id")
-    return [(Product(r[0], r[1], r[2], int(r[3]), r[4]), _version(r[5:])) for r in rows]
+
+
+def published(tx: Tx, excluded_datasets: tuple[str, ...] = ()) -> list[tuple[Product, ProductVersion]]:
+    return collect(lambda page: published_page(tx, excluded_datasets, page))
+
+
+def published_page(tx: Tx, excluded_datasets: tuple[str, ...],
+                   page: PageRequest) -> Page[tuple[Product, ProductVersion]]:
+    """Products with a published version (and that version), by id, but those on `excluded_datasets`."""
+    columns = ("p.product_id, p.merchant_org, p.dataset, p.published_version, p.created_at, "
+               + ", ".join("v." + c.strip() for c in _VERSION_COLUMNS.split(",")))
+    source = "products p JOIN product_versions v ON v.product_id = p.product_id AND v.version = p.published_version"
+    where = f"p.dataset NOT IN ({', '.join('?' for _ in excluded_datasets)})" if excluded_datasets else ""
+    return read_page(tx, columns, source, where, excluded_datasets, ("p.product_id",), page,
+                     lambda r: (Product(r[0], r[1], r[2], int(r[3]), r[4]), _version(r[5:])))
 
 
 def _insert_version(tx: Tx, product_id: str, version: int, definition: dict[str, Any], policy_version: str,

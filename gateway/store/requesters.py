@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core.pages import Page, PageRequest, collect
 from gateway.errors import Conflict
 from gateway.store import audit, identity
 from gateway.store.db import Tx
+from gateway.store.pages import read_page
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,14 @@ def get_org(tx: Tx, org_id: str) -> Org | None:
 
 
 def list_orgs(tx: Tx, kinds: tuple[str, ...]) -> list[Org]:
+    return collect(lambda page: orgs_page(tx, kinds, page))
+
+
+def orgs_page(tx: Tx, kinds: tuple[str, ...], page: PageRequest) -> Page[Org]:
+    """Organisations of some kinds, by id."""
     marks = ", ".join("?" for _ in kinds)
-    rows = tx.all(f"SELECT org_id, name, kind, status, created_at FROM organisations WHERE kind IN ({marks}) "
-                  "ORDER BY org_id", kinds)
-    return [Org(*r) for r in rows]
+    return read_page(tx, "org_id, name, kind, status, created_at", "organisations", f"kind IN ({marks})", kinds,
+                     ("org_id",), page, lambda r: Org(*r))
 
 
 def clients_of(tx: Tx, org_id: str) -> list[ClientRow]:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.clock import utc_now_text
+from gateway.core.pages import Page, PageRequest
 from gateway.store import audit
 from gateway.store.db import Row, Tx
+from gateway.store.pages import read_page
 
 _COLUMNS = ("s.dataset, s.snapshot_id, s.origin, s.row_count, s.size_bytes, s.policy_version, "
             "s.inputs, s.loaded_by, s.loaded_at")
@@ -115,6 +117,12 @@ def current(tx: Tx, dataset: str) -> SnapshotRecord | None:
 def current_ids(tx: Tx) -> dict[str, str]:
     """dataset -> serving snapshot id: the cheap poll that lets replicas follow each other."""
     return {r[0]: r[1] for r in tx.all("SELECT dataset, snapshot_id FROM dataset_snapshots")}
+
+
+def history_page(tx: Tx, dataset: str, page: PageRequest) -> Page[SnapshotRecord]:
+    """A dataset's snapshots, newest first."""
+    return read_page(tx, _COLUMNS, "snapshots s", "s.dataset = ?", (dataset,), ("s.loaded_at", "s.snapshot_id"),
+                     page, _record, descending=True)
 
 
 def history(tx: Tx, dataset: str, limit: int = 100) -> list[SnapshotRecord]:
