@@ -69,6 +69,9 @@ class Settings:
     idempotency_purge_seconds: float = setting(
         600.0, "How often expired Idempotency-Keys are deleted in the background.", minimum=0.5)
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
+    commit_retry_seconds: float = setting(
+        10.0, "How long a drawn answer waits for an unavailable store before its request fails with 503 "
+        "(keep query_timeout_seconds plus this below reservation_lease_seconds).", minimum=0)
     rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
     rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)
     max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client (never more than the release "

@@ -37,6 +37,7 @@ from gateway.service.answers import (
     grant_line,
     result_view,
 )
+from gateway.service.commit_retry import commit_drawn
 from gateway.service.pricing import price_call, quote
 from gateway.service.readiness import held_ready
 from gateway.service.supply import current_snapshot_id
@@ -192,8 +193,7 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
         sandbox_started = time.monotonic()
         release = await runtime.sandbox.release(ctx.checked, org=ctx.who.org_id)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
-        body, usage = await runtime.store.write(_commit, ctx, query_id, release, runtime.registry.policies,
-                                                op="commit_release")
+        body, usage = await commit_drawn(runtime, _commit, ctx, query_id, release, runtime.registry.policies)
     except BaseException as exc:
         failure = ReleaseFailed()
         await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem()),
@@ -211,8 +211,8 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
 
 
 def _fail(tx: Tx, ctx: Admitted, query_id: str, failure_body: str) -> None:
-    ledger.spend_without_release(tx, query_id, ctx.who.client_id)
-    if ctx.idem_key:
+    spent = ledger.spend_without_release(tx, query_id, ctx.who.client_id)
+    if ctx.idem_key and spent:  # not over the answer of a commit whose acknowledgement was lost
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, ReleaseFailed.status, failure_body)
 
 
