@@ -26,7 +26,6 @@ import pytest
 
 from tests.support import free_port
 
-
 # ---------------------------------------------------------------- a small filesystem
 
 @contextlib.contextmanager
