@@ -16,6 +16,7 @@ from gateway.http.observe import observe_middleware
 from gateway.http.problems import SERVER, problem_middleware
 from gateway.http.ratelimit import setup_rate_limits
 from gateway.http.routing import Route, guarded
+from gateway.http.shared_limits import setup_shared_limits
 from gateway.http.token_guard import setup_token_guard
 from gateway.metrics import metrics_handler
 from gateway.runtime.open import open_runtime
@@ -57,6 +58,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
     add_routes(app, routes)
     setup_rate_limits(app, settings)
     setup_token_guard(app, settings)
+    setup_shared_limits(app, settings)
     app.on_response_prepare.append(_plain_server_header)
     setup_console(app)
 

@@ -56,7 +56,7 @@ async def invoke_product(request: web.Request) -> web.Response:
         raise InvalidRequest("params must be an object of parameter values")
     product, version = await products.product_on_sale(runtime, request.match_info["product_id"])
     request[DATASET] = product.dataset
-    enforce_dataset_rate(request, who, runtime.registry.get(product.dataset))
+    await enforce_dataset_rate(request, who, runtime.registry.get(product.dataset))
     answer = await products.invoke(runtime, who, product, version, params, idempotency_key=key,
                                    fingerprint=request_fingerprint(request.path, body))
     return reply(answer)

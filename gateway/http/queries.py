@@ -111,7 +111,7 @@ async def post_query(request: web.Request) -> web.Response:
         request[DATASET] = dataset
     async with refusals_recorded(runtime, who, dataset):
         plan = await read_plan(body, runtime.settings.max_sql_chars)
-        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
+        await enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         answer = await run_query(runtime, who, plan, idempotency_key=key,
                                  request_fingerprint=lambda: request_fingerprint(request.path, body))
     return reply(answer)
@@ -125,7 +125,7 @@ async def post_preview(request: web.Request) -> web.Response:
     dataset = body.get("dataset") if isinstance(body.get("dataset"), str) else None
     async with refusals_recorded(runtime, who, dataset):
         plan = await read_plan(body, runtime.settings.max_sql_chars)
-        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
+        await enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         figures = await preview(runtime, who, plan, throttle=lambda: enforce_preview_rate(request, who))
     return web.json_response(figures)
 

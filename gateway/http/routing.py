@@ -71,7 +71,7 @@ def guarded(spec: Route) -> Handler:
         who = authenticate(request)
         if not who.roles & spec.roles:
             raise role_refusal(who.roles, spec.roles)
-        enforce_rate_limit(request, who)
+        await enforce_rate_limit(request, who)
         request[PRINCIPAL] = who
         return await spec.handler(request)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.auth.tokens import Principal
@@ -276,7 +276,7 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
 
 
 async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None, *,
-                  throttle: Callable[[], None] = lambda: None) -> dict[str, Any]:
+                  throttle: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Cost, accuracy and price of a query without reading a row or spending anything.
 
     Free, but not a free side channel (R-DP-19): `throttle` (the caller's preview rate limit)
@@ -285,7 +285,8 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
     """
     started = time.monotonic()
     ctx = await admit(runtime, who, plan, product, None)
-    throttle()
+    if throttle is not None:  # a rate limit that may be shared by the replicas: asked, not looked up
+        await throttle()
     assert runtime.sandbox is not None
     try:
         figures = await runtime.sandbox.preview(ctx.checked, ALPHA, org=who.org_id)
