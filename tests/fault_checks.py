@@ -6,13 +6,23 @@ Each check returns the problems it found (empty when all is well), so a test can
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from tests.fault_load import Outcome
 
 Rows = Callable[[str], list[tuple[Any, ...]]]
+
+
+def sqlite_rows(db: Path) -> Rows:
+    """Read a live gateway's SQLite store (WAL: readers do not disturb the writer)."""
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute(sql).fetchall()
+    return rows
 
 
 def ledger_problems(rows: Rows) -> list[str]:

@@ -17,12 +17,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
 
-from tests.fault_checks import billing_problems, ledger_problems, refusal_problems
+from tests.fault_checks import billing_problems, ledger_problems, refusal_problems, sqlite_rows
 from tests.fault_load import MixedLoad, publish_product
 from tests.fault_support import fill, small_disk
 from tests.support import FAST_RATES, Gateway, Reply, call, demo_gateway
@@ -39,13 +38,6 @@ def on_small_disk(tmp_path: Path, demo_data: Path) -> Iterator[Gateway]:
         gw.log_file = tmp_path / "server.log"  # the log is not the state: it goes elsewhere
         with gw:
             yield gw
-
-
-def _rows(db: Path) -> Any:
-    def rows(sql: str) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            return conn.execute(sql).fetchall()
-    return rows
 
 
 def _upload(gw: Gateway, body: bytes) -> Reply:
@@ -119,15 +111,15 @@ def test_a_full_disk_under_load_is_503_and_full_service_returns(on_small_disk: G
     assert _current(gw) == accepted.json["id"] != serving
     finals = load.settle()
     deadline = time.monotonic() + 90
-    while ledger_problems(_rows(db)) and time.monotonic() < deadline:
+    while ledger_problems(sqlite_rows(db)) and time.monotonic() < deadline:
         time.sleep(1)  # the sweep returns what a refused write left reserved (lease 15 s)
-    problems = ledger_problems(_rows(db))
+    problems = ledger_problems(sqlite_rows(db))
     problems += refusal_problems(during, {(503, "unavailable"), (409, "idempotency_in_progress")})
     problems += refusal_problems(finals, set())
-    billed = {u: q for u, q in _rows(db)("SELECT usage_id, query_id FROM usage_records") if u not in extra_usage}
+    billed = {u: q for u, q in sqlite_rows(db)("SELECT usage_id, query_id FROM usage_records") if u not in extra_usage}
     problems += billing_problems(load.outcomes, billed)
     print({"during": statuses, "settled": len(finals), "uploads refused": upload_refusals,
-           "spent_without_release": _rows(db)("SELECT COUNT(*) FROM queries WHERE state = 'spent_no_release'")})
+           "spent_without_release": sqlite_rows(db)("SELECT COUNT(*) FROM queries WHERE state = 'spent_no_release'")})
     assert not problems, "\n".join(problems[:30])
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -115,6 +115,12 @@ def setup_shared_limits(app: web.Application, settings: Settings) -> None:
     kind = settings.shared_rate_limits
     if not kind:
         return
+    if kind == "redis":
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise RuntimeError("rate_limit_backend = redis needs the redis package: "
+                               "pip install 'county-gateway[redis]'") from None
     buckets: Buckets = (RedisBuckets(settings.rate_limit_redis_url) if kind == "redis"
                         else StoreBuckets(lambda: app[RUNTIME].store))
     limiter = SharedLimiter(buckets, app[RATE_LIMITER], fail_open=settings.rate_limit_fail_open)
