@@ -114,7 +114,9 @@ def _kill_during(gw: Gateway, step: str, body: bytes) -> dict[str, object]:
     gw.kill()
     upload.release.set()
     upload.join(60)
-    return {"step": step, "caught": caught, "upload_status": upload.status}
+    left = [p.name for p in (*(snapshots / ".incoming").glob("*"), *snapshots.glob("*/.*.tmp"),
+                             *(state / "sandbox-cache").glob(".prepare-*"))]
+    return {"step": step, "caught": caught, "upload_status": upload.status, "left_by_the_kill": len(left)}
 
 
 def _check_after_restart(gw: Gateway, old: str, rows: dict[str, int]) -> str:
@@ -125,10 +127,10 @@ def _check_after_restart(gw: Gateway, old: str, rows: dict[str, int]) -> str:
     file = state / "data" / "_snapshots" / "residents" / f"{current}.parquet"
     assert hashlib.sha256(file.read_bytes()).hexdigest() == current, "the current snapshot's file is not whole"
     assert current == old or pl.read_parquet(file).height == rows["new"], "a snapshot that is neither"
+    kept = _kept(db)
     leftovers = [str(p.relative_to(state)) for p in (state / "data" / "_snapshots").rglob("*")
                  if p.is_file() and (p.parent.name == ".incoming" or p.name.endswith(".tmp")
-                                     or (p.suffix == ".parquet" and p.stem not in _kept(db)))]
-    kept = _kept(db)
+                                     or (p.parent.name == "residents" and p.stem not in kept))]
     leftovers += [p.name for p in (state / "sandbox-cache").glob("*") if p.name.startswith(".prepare-")
                   or (p.name.startswith("residents-") and not any(p.name.startswith(f"residents-{k}-") for k in kept))]
     assert leftovers == [], leftovers
@@ -164,6 +166,7 @@ def test_kill_9_at_each_step_of_a_snapshot_swap(tmp_path: Path, demo_data: Path)
         gw.stop()
     print(outcomes)
     assert [o["step"] for o in outcomes if o["caught"]] != [], outcomes
+    assert any(o["left_by_the_kill"] for o in outcomes), "no kill left a file behind: nothing was tested"
     # Before the pointer moved the old snapshot serves; once it moved, the new one.
     assert all(o["current"] == "old" for o in outcomes if o["step"] in ("streaming", "checking") and o["caught"])
     assert all(o["current"] == "new" for o in outcomes if o["step"] == "swapped" and o["caught"])
