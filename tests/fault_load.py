@@ -37,7 +37,8 @@ class Outcome:
     retry_after: str | None = None
     answer: dict[str, Any] | None = None
     replayed: bool = False
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # sent
+    ended: float = 0.0  # answered (or failed)
 
     @property
     def billed(self) -> bool:
@@ -101,6 +102,8 @@ class MixedLoad:
         except OSError as exc:
             outcome.code = type(exc).__name__
             return outcome
+        finally:
+            outcome.ended = time.monotonic()
         return _read(outcome, reply)
 
     def prime(self) -> None:

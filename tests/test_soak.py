@@ -4,7 +4,8 @@ One gateway (SQLite, two sandbox workers) takes the fault tests' mixed load (fre
 queries, product calls, previews) for GATEWAY_TEST_SOAK_SECONDS (150 by default; the suite's
 slow set) while, every few seconds in turn, the bureau publishes a new enterprises policy,
 suspends and resumes enterprises, and the owner swaps its snapshot between two versions.
-Every answer is a 200 or an expected refusal (the suspension's 409, a rate limit's 429), the
+Every answer is a 200 or an expected refusal (the suspension's 409, a rate limit's 429, and for a
+release in flight when a suspension commits, release_failed: R-BU-07), the
 ledger is whole afterwards, and, sampled every 2 s after a warm-up quarter, the server's and
 each sandbox worker's memory stays within BOUND of where it was, their file descriptors and
 threads flat. `-s` prints the samples' summary.
@@ -45,15 +46,18 @@ def _figures(pid: int) -> dict[str, float] | None:
     return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "fds": fds, "threads": int(fields["Threads"])}
 
 
-def _children(pid: int) -> list[int]:
+def _sandbox_processes(pid: int) -> list[int]:
+    """The server's children started by multiprocessing's spawn (workers and preparations; not
+    its resource tracker)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
+                command = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in command:
                 found.append(int(entry))
     return found
 
@@ -66,6 +70,7 @@ class Governance(threading.Thread):
         self.gw, self.variants, self.every = gw, variants, every
         self.stop = threading.Event()
         self.done: list[tuple[str, int]] = []
+        self.suspended: list[tuple[float, float]] = []  # (from, to) of each suspension of enterprises
 
     def run(self) -> None:
         steps = itertools.cycle((self.change_policy, self.suspend, self.swap))
@@ -80,9 +85,11 @@ class Governance(threading.Thread):
         return "policy", self.gw.api("PUT", "/v1/datasets/enterprises/policy", "demo-bureau", document).status
 
     def suspend(self, n: int) -> tuple[str, int]:
+        started = time.monotonic()
         status = self.gw.api("POST", "/v1/datasets/enterprises/suspend", "demo-bureau").status
         time.sleep(2)
         resumed = self.gw.api("POST", "/v1/datasets/enterprises/resume", "demo-bureau").status
+        self.suspended.append((started, time.monotonic()))
         return "suspend", max(status, resumed)
 
     def swap(self, n: int) -> tuple[str, int]:
@@ -126,7 +133,7 @@ def test_soak_with_policy_changes_suspensions_and_swaps(tmp_path: Path, demo_dat
                 figures = _figures(gw.proc.pid)
                 assert figures is not None, "the server died: " + gw.log_tail()
                 server.append(figures)
-                for child in _children(gw.proc.pid):
+                for child in _sandbox_processes(gw.proc.pid):
                     sample = _figures(child)
                     if sample is not None:
                         workers.setdefault(child, []).append(sample)
@@ -138,8 +145,13 @@ def test_soak_with_policy_changes_suspensions_and_swaps(tmp_path: Path, demo_dat
         finals = load.settle()
         rows = sqlite_rows(gw.state_dir / "gateway.db")
         problems = ledger_problems(rows)
+        # A release under way when the suspension commits is not delivered (R-BU-07): its charge
+        # stays and its client hears release_failed. Only a product call (on enterprises) in
+        # flight during a suspension may end so; anything else is a problem.
+        raced = [o for o in load.outcomes if (o.status, o.code) == (500, "release_failed") and o.kind == "product"
+                 and any(o.at <= to and o.ended >= since for since, to in governance.suspended)]
         expected = {(409, "dataset_suspended"), (429, "rate_limited")}
-        problems += refusal_problems(load.outcomes, expected)
+        problems += refusal_problems([o for o in load.outcomes if o not in raced], expected)
         problems += billing_problems(load.outcomes, dict(rows("SELECT usage_id, query_id FROM usage_records")))
         problems += [f"{what} answered {status}" for what, status in governance.done if status not in (200, 201)]
         assert gw.api("GET", "/v1/audit/verify", "demo-bureau").json["ok"] is True
@@ -147,6 +159,7 @@ def test_soak_with_policy_changes_suspensions_and_swaps(tmp_path: Path, demo_dat
     # Workers that lived through the whole soak (preparation processes come and go).
     long_lived = [s for s in workers.values() if len(s) >= len(server) - 2]
     report: dict[str, Any] = {"seconds": SECONDS, "answers": load.by_status(), "settled": len(finals),
+                              "released_failed_by_a_suspension": len(raced),
                               "governance": governance.done, "samples": len(server), "workers": len(long_lived)}
     for name, series in [("server", server)] + [(f"worker{i}", s) for i, s in enumerate(long_lived)]:
         for key in ("rss_mb", "fds", "threads"):
