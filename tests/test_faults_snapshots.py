@@ -105,7 +105,8 @@ def _kill_during(gw: Gateway, step: str, body: bytes) -> dict[str, object]:
     upload = Upload(gw, body, hold=step == "streaming")
     upload.start()
     markers: dict[str, Callable[[], bool]] = {
-        "streaming": upload.half_sent.is_set,
+        "streaming": lambda: upload.half_sent.is_set() and any(
+            f.stat().st_size > 0 for f in (snapshots / ".incoming").glob("*")),
         "checking": lambda: upload.sent_all.is_set() and any((snapshots / ".incoming").glob("*")),
         "preparing": lambda: any((state / "sandbox-cache").glob(".prepare-*")),
         "swapped": lambda: _pointer(db) != before,
