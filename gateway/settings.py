@@ -69,8 +69,18 @@ class Settings:
     idempotency_purge_seconds: float = setting(
         600.0, "How often expired Idempotency-Keys are deleted in the background.", minimum=0.5)
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
+    commit_retry_seconds: float = setting(
+        10.0, "How long a drawn answer waits for an unavailable store before its request fails with 503 "
+        "(keep query_timeout_seconds plus this below reservation_lease_seconds).", minimum=0)
     rate_limit_per_second: float = setting(20.0, "Default requests per second per client (token bucket).", minimum=0.01)
     rate_limit_burst: int = setting(40, "Default bucket size per client.", minimum=1)
+    rate_limit_backend: str = setting(
+        "auto", "Where rate-limit buckets live: local (each replica's memory), store (the shared store), "
+        "redis (rate_limit_redis_url); auto means store with a store_dsn, else local.")
+    rate_limit_redis_url: str = setting("redis://127.0.0.1:6379/0", "Redis for rate_limit_backend = redis.")
+    rate_limit_fail_open: bool = setting(
+        True, "When the shared rate-limit buckets are unreachable, admit by each replica's own buckets "
+        "(true) or refuse with 503 (false).")
     max_in_flight_per_client: int = setting(8, "Concurrent DP releases per client (never more than the release "
                                                "workers less one, so one client cannot hold them all).", minimum=1)
     preview_workers: int = setting(1, "Worker processes for previews only (no data), so previews never wait for "
@@ -117,6 +127,13 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir) if self.data_dir else self.state_path / "data"
+
+    @property
+    def shared_rate_limits(self) -> str:
+        """"store", "redis", or "" for buckets in each replica's memory."""
+        if self.rate_limit_backend == "auto":
+            return "store" if self.store_dsn else ""
+        return "" if self.rate_limit_backend == "local" else self.rate_limit_backend
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -170,6 +187,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("token_ttl_seconds: at most 3600 (R-AU-02)")
     if s.jwt_leeway_seconds > 60:
         raise SettingsError("jwt_leeway_seconds: at most 60 (R-AU-02)")
+    if s.rate_limit_backend not in ("auto", "local", "store", "redis"):
+        raise SettingsError(f"rate_limit_backend: one of auto, local, store, redis, not {s.rate_limit_backend!r}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"log_level: unknown level {s.log_level!r}")
     try:

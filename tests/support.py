@@ -88,6 +88,11 @@ class Gateway:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    log_file: Path | None = None  # where the server's output goes; STATE_DIR/server.log if None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.state_dir / "server.log"
 
     @property
     def base(self) -> str:
@@ -96,7 +101,7 @@ class Gateway:
     def start(self, timeout: float = 180) -> Gateway:
         self.port = self.port or free_port()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.state_dir / "server.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         cmd = [str(BIN / "gateway"), "serve", "--demo", "--host", "127.0.0.1", "--port", str(self.port),
                "--state-dir", str(self.state_dir), *self.extra]
         env = {**os.environ, **self.env}
@@ -115,7 +120,7 @@ class Gateway:
 
     def log_tail(self, n: int = 2000) -> str:
         with contextlib.suppress(OSError):
-            return (self.state_dir / "server.log").read_text(errors="replace")[-n:]
+            return self.log_path.read_text(errors="replace")[-n:]
         return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:

@@ -158,7 +158,7 @@ async def invoke(request: web.Request) -> web.Response:
         found, version = await products.product_on_sale(runtime, product_id)
         dataset = found.dataset
         params = params or products.template_of(found, version).example_values()
-        enforce_dataset_rate(request, who, runtime.registry.get(found.dataset))
+        await enforce_dataset_rate(request, who, runtime.registry.get(found.dataset))
         body = {"params": params}
         reply = await products.invoke(runtime, who, found, version, params, idempotency_key=key,
                                       fingerprint=request_fingerprint(f"/console/market/{product_id}", body))

@@ -116,7 +116,7 @@ async def _run(request: web.Request, fields: dict[str, str], run_key: str) -> di
     body = _body(fields)
     async with refusals_recorded(runtime, who, fields["dataset"]):
         plan = plan_from_body(runtime, body)
-        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
+        await enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         reply = await run_query(runtime, who, plan, idempotency_key=run_key,
                                 request_fingerprint=lambda: request_fingerprint(WORKBENCH, body))
     answer: dict[str, Any] = json.loads(reply.body)

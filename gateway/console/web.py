@@ -197,7 +197,7 @@ def guarded(spec: Page) -> Handler:
                 found = await people.current(runtime_of(request), session_token(request))
                 if found is None:
                     return _to_sign_in(request)
-                _admit(request, spec, found)
+                await _admit(request, spec, found)
             if request.method == "POST" and not spec.multipart:
                 request[FORM] = await request.post()
                 if found is not None and not people.csrf_ok(found, request[FORM].get("csrf_token")):
@@ -217,14 +217,14 @@ def guarded(spec: Page) -> Handler:
     return handler
 
 
-def _admit(request: web.Request, spec: Page, found: people.Visit) -> None:
+async def _admit(request: web.Request, spec: Page, found: people.Visit) -> None:
     request[VISIT] = found
     request[PRINCIPAL] = found.who  # the access log names the user
     if found.user.language:
         i18n.use(found.user.language)
     if spec.roles is not None and not found.who.roles & spec.roles:
         raise _forbidden()
-    enforce_rate_limit(request, found.who)
+    await enforce_rate_limit(request, found.who)
 
 
 def _forbidden() -> GatewayError:

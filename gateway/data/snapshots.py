@@ -21,6 +21,7 @@ from typing import Any, Literal
 import polars as pl
 
 from gateway.core.policy import DatasetPolicy
+from gateway.data.diskfull import disk_full, no_space
 from gateway.data.validate import Problem, SnapshotRefused, inspect
 
 SNAPSHOT_DIR = "_snapshots"
@@ -39,6 +40,7 @@ class Built:
     rows: int
     size: int
     warnings: tuple[Problem, ...] = ()
+    created: bool = False  # this build wrote the file (it was not there from an earlier load)
 
 
 def snapshots_root(data_root: Path) -> Path:
@@ -78,25 +80,32 @@ def build(frame: pl.LazyFrame, policy: DatasetPolicy, root: Path, *, text: bool)
     if verdict.problems or verdict.canonical is None:
         raise SnapshotRefused(policy.dataset, verdict.problems)
     folder = root / policy.dataset
-    folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{uuid.uuid4().hex}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # rows: ours alone
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # rows: ours alone
         try:
             verdict.canonical.sink_parquet(tmp, compression="zstd", compression_level=3,
                                            statistics=True)
         except (pl.exceptions.PolarsError, OSError) as exc:
+            if no_space(exc):
+                raise
             # The check passed, so this is a read failing half-way (a truncated file).
             raise SnapshotRefused(policy.dataset, [Problem("unreadable", "the data could not be "
                                   f"read to the end: {type(exc).__name__}")]) from None
         digest = file_sha256(tmp)
         final = snapshot_path(root, policy.dataset, digest)
         size = tmp.stat().st_size
-        if not final.exists():
+        created = not final.exists()
+        if created:
             os.replace(tmp, final)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if no_space(exc):  # the disk's fault, not the data's: 503, and nothing is refused or audited
+            raise disk_full() from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
-    return Built(policy.dataset, digest, final, verdict.rows, size, verdict.warnings)
+    return Built(policy.dataset, digest, final, verdict.rows, size, verdict.warnings, created)
 
 
 def recheck(path: Path, policy: DatasetPolicy) -> tuple[Problem, ...]:

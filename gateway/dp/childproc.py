@@ -11,6 +11,7 @@ import resource
 # `scope` is the caller's organisation: compiled plans are reused within it only.
 #   ("stop",)                                    -> no reply; the process exits
 READY, OK, INVALID, FAILED = "ready", "ok", "invalid", "failed"
+NO_SPACE = "no_space"  # preparing a snapshot: the disk is full (the operator's problem, not the data's)
 
 
 def limit_memory(memory_mb: int) -> None:

@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from gateway.core.checks import CheckedPlan
 from gateway.core.policy import DatasetPolicy
+from gateway.data.diskfull import disk_full
 from gateway.dp import childproc
 from gateway.dp import worker as worker_main
 from gateway.dp.fairqueue import FairQueue
@@ -279,6 +280,8 @@ class Sandbox:
             helper.kill()
         if outcome == childproc.INVALID:
             raise SnapshotInvalid(reason)
+        if outcome == childproc.NO_SPACE:
+            raise disk_full()
         if outcome != childproc.OK:
             raise SnapshotInvalid("the snapshot could not be prepared")
 

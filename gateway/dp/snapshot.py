@@ -33,15 +33,16 @@ def prepare_main(conn: Connection, policy: DatasetPolicy, source: str, snapshot_
                  memory_mb: int) -> None:
     """Entry point of the short-lived process that prepares a snapshot, so that the memory of
     reading and converting it is given back to the system when it exits, not kept by a worker."""
-    from gateway.dp.childproc import FAILED, INVALID, OK, limit_memory
+    from gateway.data.diskfull import no_space
+    from gateway.dp.childproc import FAILED, INVALID, NO_SPACE, OK, limit_memory
 
     limit_memory(memory_mb)
     try:
         conn.send((OK, str(prepare(policy, Path(source), snapshot_id, Path(cache_dir)))))
     except SnapshotInvalid as exc:
         conn.send((INVALID, str(exc)))
-    except Exception:
-        conn.send((FAILED, None))
+    except Exception as exc:
+        conn.send((NO_SPACE if no_space(exc) else FAILED, None))
 
 
 def storage_fingerprint(policy: DatasetPolicy) -> str:

@@ -20,6 +20,7 @@ from gateway.http.problems import SERVER, problem_middleware
 from gateway.http.ratelimit import setup_rate_limits
 from gateway.http.routes import all_routes
 from gateway.http.routing import Route
+from gateway.http.shared_limits import setup_shared_limits
 from gateway.http.token_guard import setup_token_guard
 from gateway.metrics import metrics_handler
 from gateway.runtime.open import open_runtime
@@ -61,6 +62,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None,
     setup_docs(app)
     setup_rate_limits(app, settings)
     setup_token_guard(app, settings)
+    setup_shared_limits(app, settings)
     app.on_response_prepare.append(_plain_server_header)
     setup_console(app)
 

@@ -41,14 +41,14 @@ def role_refusal(have: frozenset[str], need: frozenset[str]) -> Forbidden:
     return Forbidden(f"your role ({held}) does not allow this; it needs the {needed} role")
 
 
-def admit_caller(request: web.Request, spec: Route) -> Principal | None:
+async def admit_caller(request: web.Request, spec: Route) -> Principal | None:
     """The caller, if the route admits its role (None on a public route)."""
     if not spec.roles:
         return None
     who = authenticate(request)
     if not who.roles & spec.roles:
         raise role_refusal(who.roles, spec.roles)
-    enforce_rate_limit(request, who)
+    await enforce_rate_limit(request, who)
     request[PRINCIPAL] = who
     return who
 
@@ -81,7 +81,7 @@ def guarded(spec: Route) -> Handler:
     """The handler behind its declaration."""
     @functools.wraps(spec.handler)
     async def handler(request: web.Request) -> web.StreamResponse:
-        admit_caller(request, spec)
+        await admit_caller(request, spec)
         return await spec.handler(request, **await arguments(request, spec))
 
     return handler

@@ -50,7 +50,7 @@ async def invoke_product(request: web.Request, product_id: str, body: dict[str, 
     who = principal(request)
     product, version = await products.product_on_sale(runtime, product_id)
     request[DATASET] = product.dataset
-    enforce_dataset_rate(request, who, runtime.registry.get(product.dataset))
+    await enforce_dataset_rate(request, who, runtime.registry.get(product.dataset))
     answer = await products.invoke(runtime, who, product, version, body.get("params", {}),
                                    idempotency_key=idempotency_key, fingerprint=request_fingerprint(request.path, body))
     return reply(answer)

@@ -30,7 +30,7 @@ async def post_query(request: web.Request, body: dict[str, Any], idempotency_key
     who = principal(request)
     async with refusals_recorded(runtime, who, body["dataset"]):
         plan = await read_plan(runtime, body)
-        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
+        await enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         answer = await run_query(runtime, who, plan, idempotency_key=idempotency_key,
                                  request_fingerprint=lambda: request_fingerprint(request.path, body))
     return reply(answer)
@@ -43,7 +43,7 @@ async def post_preview(request: web.Request, body: dict[str, Any]) -> web.Respon
     who = principal(request)
     async with refusals_recorded(runtime, who, body["dataset"]):
         plan = await read_plan(runtime, body)
-        enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
+        await enforce_dataset_rate(request, who, runtime.registry.get(plan.dataset))
         figures = await preview(runtime, who, plan, throttle=lambda: enforce_preview_rate(request, who))
     return web.json_response(figures)
 

@@ -6,9 +6,12 @@ also takes one from the client's bucket for that dataset, and a preview that pas
 one from the client's preview bucket (`preview_rate_per_second`, `preview_burst`). A refused
 call is refused before it reaches the sandbox, so it reserves, spends and bills nothing (R-RL-02).
 
-The buckets live in each replica's memory: with N replicas behind a load balancer a client
-gets up to N times the configured rate. That is the documented per-replica share of R-RL-03:
-set the settings to the county's total divided by the number of replicas.
+With several replicas the buckets are shared (R-RL-03): `rate_limit_backend` "store" (the
+default with a PostgreSQL `store_dsn`) or "redis" keeps them in one place, and each replica
+spends tokens it took a few at a time (`http/shared_limits.py`). "local" keeps them in each
+replica's memory (the default on SQLite, where there is one replica): there, N replicas would
+allow N times the rate. The buckets below are also what a replica falls back on when the shared
+ones are out of reach and `rate_limit_fail_open` is set.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -92,7 +96,15 @@ class RateLimiter:
             del self.buckets[key]
 
 
+class Limits(Protocol):
+    """Buckets shared by the replicas (http/shared_limits.py)."""
+
+    async def take(self, key: tuple[str, ...], per_second: float | None = None,
+                   burst: int | None = None) -> Decision: ...
+
+
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+SHARED_LIMITS = web.AppKey("shared_limits", Limits)
 
 
 def setup_rate_limits(app: web.Application, settings: Settings) -> None:
@@ -105,34 +117,37 @@ def _refuse(request: web.Request, decision: Decision) -> None:
                       headers=decision.headers())
 
 
-def enforce_rate_limit(request: web.Request, who: Principal) -> None:
-    """The client's bucket for every authenticated call (called by the route wrapper)."""
+async def _take(request: web.Request, key: tuple[str, ...], per_second: float | None = None,
+                burst: int | None = None) -> Decision | None:
+    shared = request.app.get(SHARED_LIMITS)
+    if shared is not None:
+        return await shared.take(key, per_second, burst)
     limiter = request.app.get(RATE_LIMITER)
-    if limiter is None:
-        return
-    decision = limiter.take((who.client_id,))
-    if not decision.allowed:
+    return limiter.take(key, per_second, burst) if limiter is not None else None
+
+
+async def enforce_rate_limit(request: web.Request, who: Principal) -> None:
+    """The client's bucket for every authenticated call (called by the route wrapper)."""
+    decision = await _take(request, (who.client_id,))
+    if decision is not None and not decision.allowed:
         _refuse(request, decision)
 
 
-def enforce_preview_rate(request: web.Request, who: Principal) -> None:
+async def enforce_preview_rate(request: web.Request, who: Principal) -> None:
     """The client's bucket for previews (`preview_rate_per_second`, `preview_burst`): free, so
     bounded apart from the calls that are billed (R-DP-19)."""
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is None:
-        return
     settings = request.app[RUNTIME].settings
-    decision = limiter.take((who.client_id, "/preview"), settings.preview_rate_per_second, settings.preview_burst)
-    if not decision.allowed:
+    decision = await _take(request, (who.client_id, "/preview"), settings.preview_rate_per_second,
+                           settings.preview_burst)
+    if decision is not None and not decision.allowed:
         _refuse(request, decision)
 
 
-def enforce_dataset_rate(request: web.Request, who: Principal, policy: DatasetPolicy) -> None:
+async def enforce_dataset_rate(request: web.Request, who: Principal, policy: DatasetPolicy) -> None:
     """The client's bucket for one dataset, where its policy sets `rate_limit`."""
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is None or policy.rate_per_second is None:
+    if policy.rate_per_second is None:
         return
-    decision = limiter.take((who.client_id, policy.dataset), policy.rate_per_second,
-                            policy.rate_burst or max(1, math.ceil(policy.rate_per_second)))
-    if not decision.allowed:
+    decision = await _take(request, (who.client_id, policy.dataset), policy.rate_per_second,
+                           policy.rate_burst or max(1, math.ceil(policy.rate_per_second)))
+    if decision is not None and not decision.allowed:
         _refuse(request, decision)

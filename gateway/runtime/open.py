@@ -29,27 +29,32 @@ def recover_interrupted(store: Store, lease_seconds: int) -> tuple[int, int]:
     SQLite has one process, so at start nothing else can be in flight: everything is stale.
     On PostgreSQL other replicas may be mid-query: only entries older than the lease are.
     """
-    from datetime import timedelta
+    from gateway.store import idempotency
 
-    from gateway.clock import utc_now, utc_text
-    from gateway.errors import ReleaseFailed
-    from gateway.store import idempotency, ledger
-
-    if store.dialect == "sqlite":
-        cutoff = "9999-12-31T23:59:59.999999Z"
-    else:
-        cutoff = utc_text(utc_now() - timedelta(seconds=lease_seconds))
-    failure = json.dumps(ReleaseFailed().problem())
-
-    def recover(tx: Tx) -> tuple[int, int]:
-        counts = ledger.recover(tx, cutoff)
-        idempotency.finish_interrupted(tx, failure, cutoff)
-        return counts
-
-    counts = store.run_sync(recover)
+    cutoff = "9999-12-31T23:59:59.999999Z" if store.dialect == "sqlite" else lease_cutoff(lease_seconds)
+    counts = store.run_sync(recover_stale, cutoff)
     # Keys past their retention (at least 24 h) go now, in batches, and then on a schedule.
     while store.run_sync(idempotency.purge_expired) == idempotency.PURGE_BATCH:
         pass
+    return counts
+
+
+def lease_cutoff(lease_seconds: float) -> str:
+    """Entries not touched since this time belong to no request still running."""
+    from datetime import timedelta
+
+    from gateway.clock import utc_now, utc_text
+
+    return utc_text(utc_now() - timedelta(seconds=lease_seconds))
+
+
+def recover_stale(tx: Tx, cutoff: str) -> tuple[int, int]:
+    """(returned, kept spent): queries and idempotency claims left unfinished before `cutoff`."""
+    from gateway.errors import ReleaseFailed
+    from gateway.store import idempotency, ledger
+
+    counts = ledger.recover(tx, cutoff)
+    idempotency.finish_interrupted(tx, json.dumps(ReleaseFailed().problem()), cutoff)
     return counts
 
 

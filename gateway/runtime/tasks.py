@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from gateway.runtime.open import lease_cutoff, recover_stale
 from gateway.runtime.parts import Runtime
 
 log = logging.getLogger("gateway")
@@ -50,7 +52,26 @@ async def purge_idempotency_keys(runtime: Runtime) -> None:
             log.warning("idempotency purge failed", exc_info=True)
 
 
+async def sweep_interrupted(runtime: Runtime) -> None:
+    """Background: settle what a failure left half-done once it is older than the lease, as a
+    start does, without waiting for one: a reservation whose return could not be written while
+    the store was down goes back, an execution whose commit was lost stays spent (R-BU-05), and
+    their idempotency keys are settled. Every replica sweeps; the row locks make them agree."""
+    lease = runtime.settings.reservation_lease_seconds
+    while True:
+        await asyncio.sleep(max(1.0, min(30.0, lease / 4)))
+        try:
+            returned, spent = await runtime.store.write(recover_stale, lease_cutoff(lease))
+        except Exception:  # the store is down: the next sweep tries again
+            log.warning(json.dumps({"msg": "sweep of interrupted queries failed"}))
+            continue
+        if returned or spent:
+            log.warning(json.dumps({"msg": "recovered interrupted queries", "returned": returned,
+                                    "kept_spent": spent}))
+
+
 @contextlib.asynccontextmanager
 async def background(runtime: Runtime) -> AsyncIterator[None]:
-    async with task_running(poll_store(runtime)), task_running(purge_idempotency_keys(runtime)):
+    async with task_running(poll_store(runtime)), task_running(purge_idempotency_keys(runtime)), \
+            task_running(sweep_interrupted(runtime)):
         yield

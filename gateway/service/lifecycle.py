@@ -9,8 +9,10 @@ from gateway.dp.port import SandboxPort
 from gateway.dp.sandbox import Sandbox
 from gateway.errors import Unavailable
 from gateway.runtime.parts import Runtime
+from gateway.runtime.tasks import task_running
 from gateway.service.readiness import datasets_not_ready
 from gateway.service.supply import activate_current_snapshots, datasets_not_loaded
+from gateway.service.supply_cleanup import sandbox_cache_dir, tidy_at_start, tidy_leftovers
 from gateway.service.supply_follow import supply_running
 from gateway.store.schema import pending_migrations
 
@@ -22,14 +24,15 @@ async def sandbox_running(runtime: Runtime, sandbox: SandboxPort | None = None) 
     s = runtime.settings
     if sandbox is None:
         sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
-                          cache_dir=s.state_path / "sandbox-cache", preview_workers=s.preview_workers)
+                          cache_dir=sandbox_cache_dir(s), preview_workers=s.preview_workers)
     sandbox.on_worker_retired = runtime.metrics.worker_restarted
     sandbox.on_release_timeout = runtime.metrics.sandbox_timeout
     await sandbox.start()
     runtime.sandbox = sandbox
     try:
         await activate_current_snapshots(runtime)
-        async with supply_running(runtime):
+        await tidy_at_start(runtime)  # what a kill -9 in the middle of a load left behind
+        async with task_running(tidy_leftovers(runtime)), supply_running(runtime):
             yield
     finally:
         runtime.sandbox = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.auth.tokens import Principal
@@ -37,6 +37,7 @@ from gateway.service.answers import (
     grant_line,
     result_view,
 )
+from gateway.service.commit_retry import commit_drawn
 from gateway.service.pricing import price_call, quote
 from gateway.service.readiness import held_ready
 from gateway.service.supply import current_snapshot_id
@@ -192,8 +193,7 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
         sandbox_started = time.monotonic()
         release = await runtime.sandbox.release(ctx.checked, org=ctx.who.org_id)
         runtime.metrics.sandbox_run(dataset, time.monotonic() - sandbox_started)
-        body, usage = await runtime.store.write(_commit, ctx, query_id, release, runtime.registry.policies,
-                                                op="commit_release")
+        body, usage = await commit_drawn(runtime, _commit, ctx, query_id, release, runtime.registry.policies)
     except BaseException as exc:
         failure = ReleaseFailed()
         await asyncio.shield(runtime.store.write(_fail, ctx, query_id, json.dumps(failure.problem()),
@@ -211,8 +211,8 @@ async def _release(runtime: Runtime, ctx: Admitted, query_id: str, started: floa
 
 
 def _fail(tx: Tx, ctx: Admitted, query_id: str, failure_body: str) -> None:
-    ledger.spend_without_release(tx, query_id, ctx.who.client_id)
-    if ctx.idem_key:
+    spent = ledger.spend_without_release(tx, query_id, ctx.who.client_id)
+    if ctx.idem_key and spent:  # not over the answer of a commit whose acknowledgement was lost
         idempotency.complete(tx, ctx.who.org_id, ctx.idem_key, ReleaseFailed.status, failure_body)
 
 
@@ -276,7 +276,7 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
 
 
 async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None, *,
-                  throttle: Callable[[], None] = lambda: None) -> dict[str, Any]:
+                  throttle: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Cost, accuracy and price of a query without reading a row or spending anything.
 
     Free, but not a free side channel (R-DP-19): `throttle` (the caller's preview rate limit)
@@ -285,7 +285,8 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
     """
     started = time.monotonic()
     ctx = await admit(runtime, who, plan, product, None)
-    throttle()
+    if throttle is not None:  # a rate limit that may be shared by the replicas: asked, not looked up
+        await throttle()
     assert runtime.sandbox is not None
     try:
         figures = await runtime.sandbox.preview(ctx.checked, ALPHA, org=who.org_id)

@@ -154,8 +154,12 @@ class Supply:
         if not unchanged:
             try:
                 await self._load_sandbox(policy, built.snapshot_id, built.path)
-            except SnapshotInvalid as exc:  # the engine's own check: names columns, never values
-                raise SnapshotRefused(dataset, [Problem("engine_refused", str(exc))]) from None
+            except BaseException as exc:
+                if built.created:  # no snapshot will name this file: it does not stay on the disk
+                    built.path.unlink(missing_ok=True)
+                if isinstance(exc, SnapshotInvalid):  # the engine's own check: names columns, never values
+                    raise SnapshotRefused(dataset, [Problem("engine_refused", str(exc))]) from None
+                raise
         try:
             stored, created = await self.runtime.store.write(
                 store.record_loaded, record, [w.message for w in built.warnings])

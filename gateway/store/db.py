@@ -169,6 +169,17 @@ def _deliver(outcomes: list[tuple[_WriteJob, bool, Any]]) -> None:
             loop.call_soon_threadsafe(_settle, settled)
 
 
+# Result codes of a disk, lock or memory failure (not of the statement): the write may succeed
+# once space is freed or the lock released, so the caller hears 503 rather than 500.
+_STORAGE_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_IOERR,
+                  sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL}
+
+
+def _storage_failure(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _STORAGE_CODES
+
+
 class SqliteStore(Store):
     """The embedded default: WAL, one writer thread, `BEGIN IMMEDIATE`, synchronous=FULL."""
 
@@ -221,8 +232,13 @@ class SqliteStore(Store):
         conn.execute("BEGIN")
         try:
             return fn(_SqliteTx(conn), *args)
+        except sqlite3.Error as exc:
+            if _storage_failure(exc):
+                raise Unavailable("The store could not be read.", retry_after=1) from exc
+            raise
         finally:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
     def _write_loop(self) -> None:
         """The one writer. Jobs waiting together share a transaction and its fsync (group
@@ -249,31 +265,39 @@ class SqliteStore(Store):
     def _commit_group(self, conn: sqlite3.Connection, batch: list[_WriteJob]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:  # SQLITE_BUSY after busy_timeout (R-BU-03)
+        except sqlite3.Error as exc:  # SQLITE_BUSY after busy_timeout (R-BU-03), a failing disk
             _deliver([(job, False, Unavailable("The store is busy.", retry_after=1)) for job in batch])
             log.warning("store busy: %s", exc)
             return
-        outcomes: list[tuple[_WriteJob, bool, Any]] = []
-        for job in batch:
-            conn.execute("SAVEPOINT job")
-            try:
-                value = job.fn(_SqliteTx(conn), *job.args)
-            except BaseException as exc:  # the job's own error, handed back to its caller
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                outcomes.append((job, False, exc))
-            else:
-                conn.execute("RELEASE job")
-                outcomes.append((job, True, value))
         try:
+            outcomes = [self._run_job(conn, job) for job in batch]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            # A full or failing disk: SQLite may already have rolled the whole transaction back
+            # (its savepoints with it), so no job of the group is kept and each caller hears 503.
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             _deliver([(job, False, Unavailable("The store could not commit.", retry_after=1)) for job in batch])
             log.error("store commit failed: %s", exc)
             return
         _deliver(outcomes)
+
+    @staticmethod
+    def _run_job(conn: sqlite3.Connection, job: _WriteJob) -> tuple[_WriteJob, bool, Any]:
+        """One job in its savepoint: its own error is handed back to its caller, unless the disk
+        failed under it (then the group fails: raised as sqlite3.Error)."""
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job.fn(_SqliteTx(conn), *job.args)
+        except BaseException as exc:
+            if isinstance(exc, sqlite3.Error) and _storage_failure(exc):
+                raise
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return job, False, exc
+        conn.execute("RELEASE job")
+        return job, True, value
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -287,36 +311,69 @@ class SqliteStore(Store):
 
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock (R-BU-02)
+# A server going away (admin or crash shutdown, starting up) and resources running out (disk
+# full, too many connections): the request may succeed later, so 503 with Retry-After, not 500.
+_UNAVAILABLE_PG_PREFIXES = ("08", "53", "57P", "58")
+
+
+def _connection_lost(conn: Any, exc: BaseException) -> bool:
+    import psycopg
+
+    state = getattr(exc, "sqlstate", None) or ""
+    return bool(conn.closed or conn.broken or state.startswith(("08", "57P"))
+                or (isinstance(exc, psycopg.OperationalError) and not state))
+
+
+def _unavailable(exc: BaseException) -> bool:
+    import psycopg
+
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.OperationalError) or state.startswith(_UNAVAILABLE_PG_PREFIXES)
 
 
 class PostgresStore(Store):
-    """Shared state for several replicas: a psycopg pool, READ COMMITTED, bounded retries."""
+    """Shared state for several replicas: our own small pool (store/pg_pool.py), READ COMMITTED,
+    bounded retries, and every loss of the database answered as Unavailable (503)."""
 
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
-        from psycopg_pool import ConnectionPool
+        from gateway.store.pg_pool import Connections
 
         super().__init__(read_threads=pool_size)
-        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True,
-                                   kwargs={"autocommit": False}, timeout=10)
+        self.pool = Connections(dsn, max_size=pool_size)
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         import psycopg
 
         for attempt in range(5):
+            conn = self.pool.acquire()
+            committing = False
             try:
-                with self.pool.connection() as conn, conn.transaction():
-                    return fn(_PgTx(conn), *args)
-            except psycopg.errors.OperationalError as exc:
-                if getattr(exc, "sqlstate", None) not in _RETRYABLE_PG or attempt == 4:
-                    raise Unavailable("The store is unavailable.", retry_after=1) from exc
-                time.sleep(0.005 * 2**attempt)
-            except psycopg.errors.Error as exc:
-                if getattr(exc, "sqlstate", None) in _RETRYABLE_PG and attempt < 4:
+                try:
+                    value = fn(_PgTx(conn), *args)
+                except BaseException:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.rollback()
+                    raise
+                committing = True
+                conn.commit()
+                return value
+            except psycopg.Error as exc:
+                state = getattr(exc, "sqlstate", None)
+                if state in _RETRYABLE_PG and attempt < 4:  # rolled back whole: safe to run again
                     time.sleep(0.005 * 2**attempt)
                     continue
+                if _connection_lost(conn, exc):
+                    self.pool.discard_idle()
+                    if not committing and attempt == 0:
+                        continue  # never committed: once more, on a fresh connection
+                    raise Unavailable("The store is unavailable.", retry_after=2) from exc
+                if _unavailable(exc):
+                    raise Unavailable("The store is unavailable.", retry_after=2) from exc
                 raise
+            finally:
+                self.pool.release(conn)
         raise Unavailable()  # pragma: no cover - the loop returns or raises
 
     def close(self) -> None:
