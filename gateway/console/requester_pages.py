@@ -241,7 +241,9 @@ async def invoice_download(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- the organisation's clients
 
 
-@page("GET", "/clients", api_roles(admin.rotate_client_secret) - {"bureau"}, nav=N_("API clients"))
+# Requester and merchant organisations list their clients here; a department's or ops' own
+# clients are rotated with the API or `gateway client rotate` (their organisations are not listed).
+@page("GET", "/clients", api_roles(admin.rotate_client_secret) & {"requester", "merchant"}, nav=N_("API clients"))
 async def clients(request: web.Request) -> web.Response:
     org = await requesters.get_org(runtime_of(request), visit(request).who.org_id)
     return render(request, "clients.html", org=org, secret=None)
