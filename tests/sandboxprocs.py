@@ -35,22 +35,25 @@ def sandbox_workers(server_pid: int) -> list[int]:
     return sorted(workers)
 
 
-def one_worker(server_pid: int, *, not_pid: int | None = None, timeout: float = 120) -> int:
-    """The one sandbox worker (other than `not_pid`, a retired one), once it is there."""
+def workers_up(server_pid: int, count: int, *, timeout: float = 120) -> list[int]:
+    """The sandbox's worker processes (release and preview lanes), once `count` of them run."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        workers = [w for w in sandbox_workers(server_pid) if w != not_pid]
-        if len(workers) == 1:
-            return workers[0]
+        found = sandbox_workers(server_pid)
+        if len(found) == count:
+            return found
         time.sleep(0.2)
-    raise AssertionError(f"no single sandbox worker under pid {server_pid}: {sandbox_workers(server_pid)}")
+    raise AssertionError(f"not {count} sandbox workers under pid {server_pid}: {sandbox_workers(server_pid)}")
 
 
 @contextlib.contextmanager
-def frozen(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
+def frozen(pids: list[int]) -> Iterator[None]:
+    """Every given worker stopped for the block (SIGSTOP), continued after unless killed meanwhile."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):  # the sandbox may have killed it meanwhile
-            os.kill(pid, signal.SIGCONT)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

@@ -148,6 +148,13 @@ class Gateway:
         return {c["client_id"]: c for c in data["clients"]}
 
     def token(self, client_id: str) -> str:
+        """A cached token, fetched anew once it is past half its life (a long session outlives
+        `token_ttl_seconds`, and the gateway says "expired" then)."""
+        cached = self.tokens.get(client_id)
+        if cached is not None:
+            claims = jwt_parts(cached)[1]
+            if time.time() > (claims["iat"] + claims["exp"]) / 2:
+                del self.tokens[client_id]
         if client_id not in self.tokens:
             c = self.credentials[client_id]
             r = self.form("/oauth/token", {"grant_type": "client_credentials", "client_id": client_id,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sandboxprocs import frozen, one_worker
+from tests.sandboxprocs import frozen, workers_up
 from tests.support import FAST_RATES, Gateway, call, demo_gateway, free_port
 from tests.test_prometheus import PROMETHEUS, instant, wait_for
 
@@ -115,16 +115,14 @@ def _store_writers_waiting(gw: Gateway) -> bool:
 
 def test_sandbox_timeouts_fire_on_real_releases_past_the_time_limit(gw: Gateway, prometheus: str) -> None:
     assert not firing(prometheus, "GatewaySandboxTimeouts")
-    retired: int | None = None
     for n in range(3):
-        assert query(gw, 60 + 2 * n) == 200  # the (new) worker holds the data
-        worker = one_worker(gw.proc.pid, not_pid=retired)  # type: ignore[union-attr]
-        with frozen(worker):
+        assert query(gw, 60 + 2 * n) == 200  # the (new) release worker holds the data
+        workers = workers_up(gw.proc.pid, 1 + 1)  # type: ignore[union-attr]  # a release and a preview worker
+        with frozen(workers):
             reply = gw.api("POST", "/v1/queries", "demo-bank", {
                 "dataset": "residents", "epsilon": 0.05,
                 "sql": f"SELECT COUNT(*) AS n FROM residents WHERE age >= {61 + 2 * n}"})
         assert reply.status == 500 and reply.json["code"] == "release_failed", reply.body
-        retired = worker
     wait_for(lambda: [float(s["value"][1]) for s in instant(prometheus, "gateway_sandbox_timeouts_total")] == [3.0],
              what="the three timeouts to be scraped")
     wait_for(lambda: firing(prometheus, "GatewaySandboxTimeouts"), what="GatewaySandboxTimeouts to fire", timeout=60)

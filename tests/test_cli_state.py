@@ -69,6 +69,7 @@ def test_a_second_server_on_the_same_state_folder_stops_at_once(gateway: Gateway
     ("audit", "verify"), ("audit", "checkpoint", "--out", "{tmp}/cp.json"), ("keys", "rotate"),
     ("invoice", "--period", "2026-01"), ("policy", "apply", "{policy}"), ("client", "add", "--org", "o",
                                                                           "--role", "bureau", "c1"),
+    ("user", "add", "--org", "o", "--role", "bureau", "u1"),
 ])
 def test_maintenance_commands_refuse_a_missing_state_folder(tmp_path: Path, command: tuple[str, ...],
                                                             capsys: pytest.CaptureFixture[str]) -> None:

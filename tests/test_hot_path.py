@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandboxprocs import frozen, one_worker
+from tests.sandboxprocs import frozen, workers_up
 from tests.support import FAST_RATES, Gateway, Reply, call, demo_gateway, free_port
 
 HOT_PATH = ("lookup_release", "reserve", "mark_executing", "commit_release", "return_reservation", "fail_release")
@@ -27,7 +27,8 @@ HOT_PATH = ("lookup_release", "reserve", "mark_executing", "commit_release", "re
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
     env = {**FAST_RATES, "GATEWAY_METRICS_PORT": str(free_port()), "GATEWAY_MAX_IN_FLIGHT_PER_CLIENT": "1",
-           "GATEWAY_QUERY_TIMEOUT_SECONDS": "120", "GATEWAY_IDEMPOTENCY_PURGE_SECONDS": "1",
+           "GATEWAY_QUERY_TIMEOUT_SECONDS": "120",
+           "GATEWAY_IDEMPOTENCY_PURGE_SECONDS": "1",
            "GATEWAY_IDEMPOTENCY_MAX_KEYS": "4"}
     with demo_gateway(tmp_path_factory.mktemp("hot-path"), demo_data, env=env) as g:
         yield g
@@ -55,14 +56,14 @@ def hot_path_delta(before: dict[str, float], after: dict[str, float]) -> dict[st
 
 def test_a_query_waits_for_its_slot_before_anything_is_reserved(gw: Gateway) -> None:
     assert query(gw, "demo-bank", "SELECT COUNT(*) AS n FROM residents WHERE age >= 20", 0.1).status == 200
-    worker = one_worker(gw.proc.pid)  # type: ignore[union-attr]
+    workers = workers_up(gw.proc.pid, 1 + 1)  # type: ignore[union-attr]  # a release and a preview worker
     start = remaining(gw, "demo-bank")
     replies: dict[str, Any] = {}
 
     def ask(name: str, sql: str, eps: float) -> None:
         replies[name] = query(gw, "demo-bank", sql, eps)
 
-    with frozen(worker):
+    with frozen(workers):
         first = threading.Thread(target=ask,
                                  args=("first", "SELECT COUNT(*) AS n FROM residents WHERE age >= 21", 0.5))
         first.start()

@@ -7,14 +7,17 @@ import sys
 
 from gateway.cli.args import settings_of, state_args
 from gateway.errors import GatewayError
+from gateway.statefolder import require_folder
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     from gateway.console.usercli import add_user
 
+    settings = settings_of(args, state_dir=args.state_dir)
+    require_folder(settings.state_path)  # a new county's store, yes; a mistyped --state-dir, no
     given = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     try:
-        user, password = add_user(settings_of(args, state_dir=args.state_dir), args.username,
+        user, password = add_user(settings, args.username,
                                   args.name or args.username, args.org, args.org_name or args.org, args.role, given)
     except GatewayError as exc:
         print(f"gateway: no user added: {exc.detail}", file=sys.stderr)
