@@ -188,6 +188,13 @@ def world(gw: Gateway, application: str) -> dict[str, Any]:
     }
 
 
+def test_another_organisations_client_cannot_be_suspended_and_looks_missing(gw: Gateway) -> None:
+    """Any organisation may suspend its own clients (issue 19): another's answers like a missing one."""
+    theirs = gw.api("POST", "/v1/clients/demo-insurer/suspend", "demo-bank", {"reason": "x"})
+    missing = gw.api("POST", "/v1/clients/no-such-client/suspend", "demo-bank", {"reason": "x"})
+    assert theirs.status == missing.status == 404 and theirs.json["detail"] == missing.json["detail"]
+
+
 def test_a_requester_cannot_act_as_bureau_department_or_merchant(gw: Gateway, bank_objects: dict[str, str]) -> None:
     """R-AU-07 with real ids: every privileged action is a 403 for the bank and changes nothing."""
     app = bank_objects["application"]
@@ -208,7 +215,7 @@ def test_a_requester_cannot_act_as_bureau_department_or_merchant(gw: Gateway, ba
         ("POST", "/v1/requesters", {"org_id": "shadow-bank", "name": "Shadow"}),
         ("POST", f"/v1/requesters/{BANK_ORG}/clients", {"client_id": "bank-second"}),
         ("POST", "/v1/requesters/county-mutual-insurance/suspend", None),
-        ("POST", f"/v1/requesters/{BANK_ORG}/reinstate", None), ("POST", "/v1/clients/demo-insurer/suspend", None),
+        ("POST", f"/v1/requesters/{BANK_ORG}/reinstate", None),
         ("POST", "/v1/credit-notes", {"org_id": BANK_ORG, "dataset": "residents", "refers_to_period": "2026-01",
                                       "amount_minor": 100000, "reason": "x"}),
         ("GET", "/v1/requesters", None), ("GET", "/metrics", None), ("GET", "/v1/revenue/2026-01", None),
