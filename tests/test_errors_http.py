@@ -160,7 +160,7 @@ def test_bodies_are_checked_by_their_schema_with_the_field_named() -> None:
     assert unknown.value.extra["errors"] == [{"pointer": "", "detail": "unknown field(s): cap"}]
     with pytest.raises(InvalidRequest, match="missing field") as missing:
         validate_body("QueryIn", {"sql": "x"})
-    assert missing.value.detail == "the body: missing field(s): dataset, epsilon"
+    assert missing.value.detail == "missing field(s): dataset, epsilon"
     with pytest.raises(InvalidRequest) as nested:
         validate_body("InvokeIn", {"params": {"min_age": [1]}})
     assert nested.value.detail.startswith("params.min_age: must be ")

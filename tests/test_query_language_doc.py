@@ -30,7 +30,6 @@ import pytest
 import yaml
 
 from gateway.core import checks, jsonplan, literals, sql, sqlparts
-from gateway.http import validate
 from gateway.service import plans
 from tests.support import Gateway, Reply
 
@@ -41,7 +40,7 @@ OUTCOME_KEYS = {"status", "code", "detail", "position", "reasons", "accuracy", "
 CLIENT_OF = {"vehicles": "demo-insurer"}  # every other demo dataset: demo-bank
 # Where refusal messages of a query body are written: the parsers, the checks, and the body's reader.
 MESSAGE_SOURCES: tuple[ModuleType | Callable[..., Any], ...] = (
-    sql, sqlparts, jsonplan, checks, literals, plans._checked, plans._decimal, validate)
+    sql, sqlparts, jsonplan, checks, literals, plans._checked, plans._decimal)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,10 @@ _DRAFT_FIELDS: dict[str, Schema] = {
     "title": text(max_length=200), "description": text(max_length=4000),
     "sql": text("One SELECT of the subset, with `:name` parameters in WHERE."),
     "parameters": array(ref("ParameterIn")), "epsilon": EPSILON_IN, "delta": nullable(EPSILON_IN),
-    "price_minor": MONEY, "currency": CURRENCY,
+    "price_minor": MONEY, "currency": CURRENCY, "price_model": ref("PriceModel"),
+    "cached_price_minor": {**MONEY, "description": "The price of a call answered from a stored release."},
+    "trial_price_minor": {**nullable(MONEY), "description": "The price until `trial_until`."},
+    "trial_until": {"type": ["string", "null"], "format": "date", "description": "The trial's last day."},
 }
 _APPROVAL = obj(("by", "at"), by=S, at=TIME)
 
@@ -77,7 +80,7 @@ CIRCULATION: dict[str, Schema] = {
     # applications and grants
     "ApplicationIn": obj(("purpose", "epsilon_per_period"), False, dataset=NULL_S, product_id=NULL_S,
                          purpose=text("What the data is for, in 10 to 2000 characters."), epsilon_per_period=EPSILON_IN,
-                         valid_until=NULL_TIME, purpose_class=ref("PurposeClass")),
+                         valid_until=NULL_TIME, purpose_class=nullable_ref("PurposeClass")),
     "Approval": _APPROVAL,
     "Approvals": obj(("bureau", "source"), bureau=nullable_ref("Approval"),
                      source={"anyOf": [ref("Approval"), {"type": "string", "enum": ["not required"]},
@@ -90,7 +93,7 @@ CIRCULATION: dict[str, Schema] = {
                        purpose_class_approved=nullable_ref("PurposeClass")),
     "ApplicationList": items("Application"),
     "ApprovalIn": obj((), False, epsilon_per_period=nullable(EPSILON_IN), valid_until=NULL_TIME,
-                      purpose_class=ref("PurposeClass")),
+                      purpose_class=nullable_ref("PurposeClass")),
     "Grant": obj(("id", "grant_id", "org_id", "dataset", "status"), id=S, grant_id={**S, "description": "= id"},
                  org_id=S, dataset=S, product_id=NULL_S,
                  epsilon_per_period=EPSILON, valid_from=TIME, valid_until=NULL_TIME, status=ref("GrantStatus"),

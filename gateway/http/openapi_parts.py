@@ -73,7 +73,7 @@ TAGS: dict[str, str] = {
 _PROBLEMS: dict[int, tuple[str, str, str, tuple[str, ...]]] = {
     400: ("Malformed or invalid request: bad JSON, a field or parameter that does not fit its schema "
           "(`errors` names each), or SQL outside the subset (`invalid_query`, with a `position`).",
-          "invalid_request", "the body: unknown field(s): cap", ()),
+          "invalid_request", "unknown field(s): cap", ()),
     401: ("No valid bearer token (absent, expired, wrongly signed), or a suspended client.", "unauthorized",
           "A valid bearer token is required.", ("WWW-Authenticate",)),
     403: ("The caller's role does not allow this, it holds no grant for it, or the privacy budget would be "

@@ -34,7 +34,8 @@ def validate_body(name: str, value: Any) -> None:
         return
     listed = [{"pointer": _pointer(e.absolute_path), "detail": _wording(e)} for e in errors[:MAX_LISTED]]
     first = errors[0]
-    raise InvalidRequest(f"{_where(first.absolute_path)}: {_wording(first)}", extra={"errors": listed})
+    where = _where(first.absolute_path)
+    raise InvalidRequest(f"{where}: {_wording(first)}" if where else _wording(first), extra={"errors": listed})
 
 
 def first_problem(schema: Schema, value: Any) -> str | None:
@@ -53,11 +54,11 @@ def _pointer(path: Iterable[Any]) -> str:
 
 
 def _where(path: Iterable[Any]) -> str:
-    """A field path a person reads: `params.min_age`, `lines[2].amount`; the body itself at the top."""
+    """A field path a person reads: `params.min_age`, `lines[2].amount`; "" for the body itself."""
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "the body"
+    return text
 
 
 def _kinds(expected: Any) -> str:
