@@ -105,7 +105,7 @@ _PROBLEMS: dict[int, tuple[str, str, str, tuple[str, ...]]] = {
 def problem_statuses(spec: Route) -> list[int]:
     """The error statuses an operation can answer, from what its declaration says it takes."""
     found = set(spec.problems) | {500}
-    if spec.body or spec.params or spec.paginated or "period" in path_params(spec.path):
+    if spec.body or spec.params or spec.paginated or {"period", "year"} & set(path_params(spec.path)):
         found.add(400)
     if spec.body:
         found |= {413, 415}
