@@ -9,8 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.core.pages import PageRequest
 from gateway.core.pricing import BOARD_COLUMNS
 from gateway.http.keys import RUNTIME
+from gateway.http.paging import paged
 from gateway.http.params import Param
 from gateway.http.replies import wants_csv
 from gateway.http.routing import JSON, PUBLIC, Route, principal, route
@@ -20,11 +22,6 @@ BUREAU = frozenset({"bureau"})
 VOUCHER_READERS = frozenset({"bureau", "requester"})
 FORMAT = Param("format", "query", {"type": "string", "enum": ["json", "csv", "html"]},
                "The answer's form, instead of an Accept header.", "csv")
-VOUCHER_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": vouchers.MAX_LIST, "default": 100},
-                      f"Vouchers per page, 1 to {vouchers.MAX_LIST}.", 50,
-                      refusal=f"limit must be a whole number from 1 to {vouchers.MAX_LIST}")
-VOUCHER_CURSOR = Param("cursor", "query", {"type": "string", "minLength": 1, "maxLength": 600},
-                       "Where the previous page ended: the `cursor` of its `next` link.", "v-0001")
 VOUCHER_ORG = Param("org_id", "query", {"type": "string", "minLength": 1, "maxLength": 200},
                     "The bureau only: one organisation's vouchers.", "lingxi-rural-bank")
 
@@ -82,16 +79,10 @@ async def post_voucher(request: web.Request, body: dict[str, Any]) -> web.Respon
     return web.json_response(made, status=201)
 
 
-@route("GET", "/v1/vouchers", VOUCHER_READERS, answer="VoucherList",
-       params=(VOUCHER_LIMIT, VOUCHER_CURSOR, VOUCHER_ORG), headers=("Link",))
-async def list_vouchers(request: web.Request, limit: int, cursor: str | None, org_id: str | None) -> web.Response:
-    """Vouchers and their balances: the caller's organisation's; the bureau's view is every one."""
-    items, cursor = await vouchers.listing(request.app[RUNTIME], principal(request), org_id, cursor, limit)
-    headers, next_url = {}, None
-    if cursor is not None:
-        next_url = str(request.url.update_query({"limit": str(limit), "cursor": cursor}))
-        headers["Link"] = f'<{next_url}>; rel="next"'
-    return web.json_response({"items": items, "next": next_url}, headers=headers)
+@route("GET", "/v1/vouchers", VOUCHER_READERS, answer="VoucherList", paginated=True, params=(VOUCHER_ORG,))
+async def list_vouchers(request: web.Request, page: PageRequest, org_id: str | None) -> web.Response:
+    """Vouchers and their balances, by id: the caller's organisation's; the bureau's view is every one."""
+    return paged(request, await vouchers.listing(request.app[RUNTIME], principal(request), org_id, page))
 
 
 @route("GET", "/v1/vouchers/{voucher_id}", VOUCHER_READERS, answer="Voucher")

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from gateway.auth.tokens import Principal
+from gateway.core.pages import Page, PageRequest, page_of
 from gateway.core.pricing import MAX_PRICE, is_day
 from gateway.core.settlement import VoucherScope
 from gateway.errors import InvalidRequest, NotFound
@@ -20,8 +21,6 @@ from gateway.service.pricing import today
 from gateway.store import requesters as store_requesters
 from gateway.store import vouchers as store_vouchers
 from gateway.store.db import Tx
-
-MAX_LIST = 1000
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:
@@ -84,13 +83,13 @@ def _issue(tx: Tx, voucher_id: str, org_id: str, amount: int, currency: str, val
                                 note, actor)
 
 
-async def listing(runtime: Runtime, who: Principal, org_filter: str | None, cursor: str | None,
-                  limit: int) -> tuple[list[dict[str, Any]], str | None]:
-    """(vouchers, cursor of the next page or None): the caller's organisation's, or all for the bureau."""
+async def listing(runtime: Runtime, who: Principal, org_filter: str | None,
+                  page: PageRequest) -> Page[dict[str, Any]]:
+    """One page of vouchers by id: the caller's organisation's, or all (or one's) for the bureau."""
     org = org_filter if who.has("bureau") else who.org_id
-    limit = max(1, min(limit, MAX_LIST))
-    found = await runtime.store.read(store_vouchers.listing, org, cursor, limit + 1)
-    return found[:limit], (found[limit - 1]["voucher_id"] if len(found) > limit else None)
+    after = page.key_of_width(1)
+    found = await runtime.store.read(store_vouchers.listing, org, str(after[0]) if after else None, page.limit + 1)
+    return page_of(found, page, lambda v: (v["voucher_id"],))
 
 
 async def one(runtime: Runtime, who: Principal, voucher_id: str) -> dict[str, Any]:
