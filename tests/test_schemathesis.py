@@ -34,6 +34,8 @@ PENDING = {
 # valid if the gateway issued it for that list (every paginated operation, from the route table);
 # SQL must parse and pass the policy; ids must exist; a dataset the run itself suspended or withdrew
 # answers 409 or 410.
+# Prices: a cap below the price in force or in another model (422), a voucher for an organisation that
+# is no requester or whose days are past, an allowance for a year whose December has closed.
 # Likewise invalid data may meet a state refusal first (a withdrawn dataset answers 410 before its
 # upload body is read).
 CONFIG = """

@@ -44,7 +44,7 @@ PATH_PARAMS: dict[str, tuple[Schema, str, Any]] = {
     "grant_id": (ID, "A grant's `id`.", "demo-grant-1"),
     "product_id": (PRODUCT_SLUG, "A data product's `id`.", "income-by-township"),
     "version": ({"type": "string", "pattern": "^[1-9][0-9]{0,5}$"}, "A product version number.", "1"),
-    "year": ({"type": "string", "pattern": "^[0-9]{4}$"}, "A calendar year, YYYY.", "2026"),
+    "year": ({"type": "string", "pattern": "^2[0-9]{3}$"}, "A calendar year, YYYY (2000 to 2999).", "2026"),
     "voucher_id": (ID, "A voucher's `voucher_id`.", "v-2026-0001"),
 }
 
