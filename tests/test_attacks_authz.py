@@ -208,7 +208,7 @@ def test_a_requester_cannot_act_as_bureau_department_or_merchant(gw: Gateway, ba
         ("POST", "/v1/requesters", {"org_id": "shadow-bank", "name": "Shadow"}),
         ("POST", f"/v1/requesters/{BANK_ORG}/clients", {"client_id": "bank-second"}),
         ("POST", "/v1/requesters/county-mutual-insurance/suspend", None),
-        ("POST", f"/v1/requesters/{BANK_ORG}/reinstate", None), ("POST", "/v1/clients/demo-insurer/suspend", None),
+        ("POST", f"/v1/requesters/{BANK_ORG}/reinstate", None),
         ("POST", "/v1/credit-notes", {"org_id": BANK_ORG, "dataset": "residents", "refers_to_period": "2026-01",
                                       "amount_minor": 100000, "reason": "x"}),
         ("GET", "/v1/requesters", None), ("GET", "/metrics", None), ("GET", "/v1/revenue/2026-01", None),
@@ -219,6 +219,9 @@ def test_a_requester_cannot_act_as_bureau_department_or_merchant(gw: Gateway, ba
             "snapshots") else {"Content-Type": "application/json"} if isinstance(body, bytes) else None
         reply = gw.api(method, path, BANK, body, headers)
         assert reply.status == 403 and reply.json["detail"].startswith(ROLE_REFUSAL), (method, path, reply.status)
+    # Every organisation manages its own clients (issue 19 point 4): another's answers like a missing one.
+    for action in ("suspend", "resume", "secret"):
+        assert gw.api("POST", f"/v1/clients/demo-insurer/{action}", BANK).status == 404
     assert world(gw, app) == before
 
 
