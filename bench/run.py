@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("engine_bench.py", "ledger_bench.py")
+BENCHES = ("engine_bench.py", "ledger_bench.py", "fairness_bench.py")
 
 
 def main() -> int:

@@ -226,6 +226,9 @@ def test_a_requester_cannot_act_as_bureau_department_or_merchant(gw: Gateway, ba
             "snapshots") else {"Content-Type": "application/json"} if isinstance(body, bytes) else None
         reply = gw.api(method, path, BANK, body, headers)
         assert reply.status == 403 and reply.json["detail"].startswith(ROLE_REFUSAL), (method, path, reply.status)
+    # Every organisation manages its own clients (issue 19 point 4): another's answers like a missing one.
+    for action in ("suspend", "resume", "secret"):
+        assert gw.api("POST", f"/v1/clients/demo-insurer/{action}", BANK).status == 404
     assert world(gw, app) == before
 
 

@@ -24,11 +24,12 @@ MENU_PAGES = {
     "bureau": {"/console/catalog", "/console/bureau", "/console/applications/review", "/console/grants",
                "/console/products/review", "/console/market", "/console/requesters", "/console/users",
                "/console/audit", "/console/billing", "/console/policies", "/console/datasets"},
+    # Every organisation manages its own API clients (issue 19 point 4), departments and ops too.
     "source": {"/console/catalog", "/console/applications/cosign", "/console/grants", "/console/market",
-               "/console/revenue", "/console/datasets"},
+               "/console/revenue", "/console/datasets", "/console/clients"},
     "merchant": {"/console/catalog", "/console/clients", "/console/products", "/console/market",
                  "/console/revenue"},
-    "ops": {"/console/catalog", "/console/market", "/console/status"},
+    "ops": {"/console/catalog", "/console/market", "/console/status", "/console/clients"},
 }
 ALL_MENU_PAGES = set().union(*MENU_PAGES.values())
 ROLE_OF = {"bank-analyst": "requester", "insurer-analyst": "requester", "bureau-admin": "bureau",

@@ -245,7 +245,7 @@ async def invoice_download(request: web.Request) -> web.Response:
 # clients are rotated with the API or `gateway client rotate` (their organisations are not listed).
 @page("GET", "/clients", api_roles(admin.rotate_client_secret) & {"requester", "merchant"}, nav=N_("API clients"))
 async def clients(request: web.Request) -> web.Response:
-    org = await requesters.get_org(runtime_of(request), visit(request).who.org_id)
+    org = await requesters.own_org(runtime_of(request), visit(request).who)
     return render(request, "clients.html", org=org, secret=None)
 
 

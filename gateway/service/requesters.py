@@ -79,6 +79,17 @@ async def get_org(runtime: Runtime, org_id: str) -> dict[str, Any]:
     return found
 
 
+async def own_org(runtime: Runtime, who: Principal) -> dict[str, Any]:
+    """The caller's own organisation with its clients, whatever its kind (each manages its own)."""
+    def read(tx: Tx) -> dict[str, Any] | None:
+        org = requesters.get_org(tx, who.org_id)
+        return _org_view(org, requesters.clients_of(tx, org.org_id)) if org else None
+    found = await runtime.store.read(read)
+    if found is None:
+        raise NotFound("no such organisation")
+    return found
+
+
 async def create_client(runtime: Runtime, who: Principal, org_id: str, client_id: Any) -> dict[str, Any]:
     org = await runtime.store.read(requesters.get_org, org_id)
     if org is None or org.kind not in REGISTRABLE_KINDS:
