@@ -241,9 +241,8 @@ async def invoice_download(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- the organisation's clients
 
 
-# Requester and merchant organisations list their clients here; a department's or ops' own
-# clients are rotated with the API or `gateway client rotate` (their organisations are not listed).
-@page("GET", "/clients", api_roles(admin.rotate_client_secret) & {"requester", "merchant"}, nav=N_("API clients"))
+# Every organisation lists and rotates its own clients here, as the API lets each (issue 19 point 4).
+@page("GET", "/clients", api_roles(admin.rotate_client_secret) - {"bureau"}, nav=N_("API clients"))
 async def clients(request: web.Request) -> web.Response:
     org = await requesters.own_org(runtime_of(request), visit(request).who)
     return render(request, "clients.html", org=org, secret=None)
