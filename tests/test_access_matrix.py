@@ -50,6 +50,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/requesters/{org_id}/suspend"): frozenset({B}),
     ("POST", "/v1/requesters/{org_id}/reinstate"): frozenset({B}),
     # Every kind of organisation manages its own clients; the bureau any (issue 19 point 4).
+    ("POST", "/v1/clients"): frozenset({R, M}),  # a further client of one's own organisation
     ("POST", "/v1/clients/{client_id}/secret"): ALL,
     ("POST", "/v1/clients/{client_id}/suspend"): ALL,
     ("POST", "/v1/clients/{client_id}/reinstate"): ALL,

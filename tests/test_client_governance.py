@@ -67,6 +67,29 @@ def test_a_department_manages_its_own_clients_and_no_one_elses(gw: Gateway) -> N
     assert still_in(gw, "demo-source-amr") == 200
 
 
+def test_a_requester_creates_clients_of_its_own_organisation_only(gw: Gateway) -> None:
+    made = gw.api("POST", "/v1/clients", "demo-bank", {"client_id": "bank-batch-job"})
+    assert made.status == 201 and made.headers.get("Cache-Control") == "no-store", made.body
+    assert made.json["org_id"] == "lingxi-rural-bank"
+    assert made.json["roles"] == ["requester"]  # the organisation's one role, whatever the body says
+    token = login(gw, "bank-batch-job", made.json["client_secret"])
+    assert token.status == 200
+    auth = {"Authorization": "Bearer " + token.json["access_token"]}
+    assert gw.api("GET", "/v1/budget", headers=auth).status == 200
+    assert gw.api("GET", "/v1/requesters", headers=auth).status == 403
+    # The same id again, a malformed id, extra fields: refused, nothing made.
+    assert gw.api("POST", "/v1/clients", "demo-bank", {"client_id": "bank-batch-job"}).status == 409
+    assert gw.api("POST", "/v1/clients", "demo-bank", {"client_id": "Bad Id"}).status == 400
+    assert gw.api("POST", "/v1/clients", "demo-bank", {"client_id": "bank-x", "roles": ["bureau"]}).status == 400
+    assert login(gw, "bank-x", "anything").status == 401
+    # Departments and ops have their clients made by the bureau; the bureau uses the organisation's path.
+    for other in ("demo-source-psb", "demo-ops", "demo-bureau"):
+        assert gw.api("POST", "/v1/clients", other, {"client_id": f"{other}-two"}).status == 403, other
+    # The new client is the bank's: the insurer cannot touch it, the bank can suspend it.
+    assert gw.api("POST", "/v1/clients/bank-batch-job/suspend", "demo-insurer", {"reason": "x"}).status == 404
+    assert gw.api("POST", "/v1/clients/bank-batch-job/suspend", "demo-bank", {"reason": "done"}).status == 200
+
+
 def test_no_client_suspends_itself_a_second_bureau_client_can(gw: Gateway) -> None:
     refused = gw.api("POST", "/v1/clients/demo-bureau/suspend", "demo-bureau")
     assert refused.status == 409 and refused.is_problem

@@ -150,6 +150,19 @@ def test_clients_and_products_of_others_answer_like_missing_ones(gw: Gateway) ->
     insurer = as_user(gw, "insurer-analyst")
     assert insurer.post("/console/clients/demo-bank/secret", csrf_from="/console/clients").status == 404
     assert "demo-bank" not in insurer.get("/console/clients").body.decode()
+    made = insurer.post("/console/clients", {"client_id": "insurer-pricing-job"}, csrf_from="/console/clients")
+    assert made.status == 200 and "insurer-pricing-job" in made.body.decode()
+    secret = re.search(r'class="secret" value="([^"]+)"', made.body.decode())
+    assert secret is not None and gw.form("/oauth/token", {
+        "grant_type": "client_credentials", "client_id": "insurer-pricing-job",
+        "client_secret": secret.group(1)}).status == 200
+    assert "insurer-pricing-job" in insurer.get("/console/clients").body.decode()
+    assert insurer.post("/console/clients", {"client_id": "insurer-pricing-job"},
+                        csrf_from="/console/clients").status == 409
+    # A department's clients are made by the bureau: no form on its page, and the path refuses it.
+    psb = as_user(gw, "psb-officer")
+    assert 'action="/console/clients"' not in psb.get("/console/clients").body.decode()
+    assert psb.post("/console/clients", {"client_id": "psb-two"}, csrf_from="/console/clients").status == 403
     bureau = as_user(gw, "bureau-admin")
     assert bureau.post("/console/requesters", {"org_id": "rival-data", "name": "Rival Data", "kind": "merchant"},
                        csrf_from="/console/requesters").status == 303

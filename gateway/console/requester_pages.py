@@ -245,7 +245,15 @@ async def invoice_download(request: web.Request) -> web.Response:
 @page("GET", "/clients", api_roles(admin.rotate_client_secret) - {"bureau"}, nav=N_("API clients"))
 async def clients(request: web.Request) -> web.Response:
     org = await requesters.own_org(runtime_of(request), visit(request).who)
-    return render(request, "clients.html", org=org, secret=None)
+    return render(request, "clients.html", org=org, secret=None,
+                  can_create=bool(api_roles(admin.create_own_client) & set(visit(request).who.roles)))
+
+
+@page("POST", "/clients", api_roles(admin.create_own_client))
+async def create_client(request: web.Request) -> web.Response:
+    who = visit(request).who
+    made = await requesters.create_client(runtime_of(request), who, who.org_id, form(request).get("client_id"))
+    return render(request, "secret.html", made=made)
 
 
 @page("POST", "/clients/{client_id}/secret", api_roles(admin.rotate_client_secret))
@@ -255,4 +263,4 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 PAGES: tuple[Page, ...] = (catalog, dataset, workbench, workbench_preview, workbench_run, workbench_csv, budget,
-                           usage, invoice_download, clients, rotate_secret)
+                           usage, invoice_download, clients, create_client, rotate_secret)

@@ -18,6 +18,8 @@ from gateway.service import circulation, requesters
 
 BUREAU = frozenset({"bureau"})
 MANAGERS = frozenset({"bureau", "source"})
+# Organisations that register with the bureau create further clients of their own.
+SELF_SERVICE = frozenset({"requester", "merchant"})
 POLICY_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json")
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -51,6 +53,15 @@ async def get_requester(request: web.Request, org_id: str) -> web.Response:
 async def create_client(request: web.Request, org_id: str, body: dict[str, Any]) -> web.Response:
     """A new client of the organisation; its secret is in this answer only."""
     made = await requesters.create_client(request.app[RUNTIME], principal(request), org_id, body["client_id"])
+    return web.json_response(made, status=201, headers=NO_STORE)
+
+
+@route("POST", "/v1/clients", SELF_SERVICE, body="ClientIn", answer="ClientSecret", status=201, problems=(409,))
+async def create_own_client(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """A new client of the caller's own organisation (a requester or merchant), with the
+    organisation's one role; its secret is in this answer only."""
+    who = principal(request)
+    made = await requesters.create_client(request.app[RUNTIME], who, who.org_id, body["client_id"])
     return web.json_response(made, status=201, headers=NO_STORE)
 
 
@@ -152,7 +163,8 @@ async def put_policy(request: web.Request, dataset: str, dry_run: bool) -> web.R
 
 
 ROUTES: tuple[Route, ...] = (
-    register_requester, list_requesters, get_requester, create_client, suspend_requester, reinstate_requester,
+    register_requester, list_requesters, get_requester, create_client, create_own_client, suspend_requester,
+    reinstate_requester,
     rotate_client_secret, suspend_client, reinstate_client, resume_client,
     suspend_dataset, resume_dataset, withdraw_dataset, get_policy, put_policy,
 )

@@ -91,8 +91,10 @@ async def own_org(runtime: Runtime, who: Principal) -> dict[str, Any]:
 
 
 async def create_client(runtime: Runtime, who: Principal, org_id: str, client_id: Any) -> dict[str, Any]:
+    """A new client of a registered organisation, with the organisation's kind as its one role:
+    the bureau for any, an organisation for itself (another's answers like a missing one)."""
     org = await runtime.store.read(requesters.get_org, org_id)
-    if org is None or org.kind not in REGISTRABLE_KINDS:
+    if org is None or org.kind not in REGISTRABLE_KINDS or not (who.has("bureau") or who.org_id == org_id):
         raise NotFound("no such organisation")
     _check_id(client_id, "client_id")
     secret = new_secret()
