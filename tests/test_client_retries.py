@@ -13,9 +13,10 @@ from tests.support import Gateway, demo_gateway, free_port
 
 gc = pytest.importorskip("gateway_client", reason=SKIP_REASON)
 Client, RetryPolicy = gc.Client, gc.RetryPolicy
-# Hundreds of cells with two quantiles each: a release that takes a few hundred milliseconds.
-SLOW_RELEASE = "SELECT township, education, sex, MEDIAN(income) AS m, QUANTILE(income, 0.9) AS q " \
-               "FROM residents WHERE age >= 30 GROUP BY township, education, sex"
+# Scores of cells with two quantiles each, a release that takes a few hundred milliseconds: as slow
+# as one query may be (with `sex` too, the quantiles' candidates pass gateway/core/cost.py's limit).
+SLOW_RELEASE = "SELECT township, education, MEDIAN(income) AS m, QUANTILE(income, 0.9) AS q " \
+               "FROM residents WHERE age >= 30 GROUP BY township, education"
 
 
 def test_lost_answer_is_retried_with_the_same_key_and_spends_once(client_gateway: Gateway) -> None:
