@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,3 +74,16 @@ def test_the_installed_command_prints_help() -> None:
 def test_no_command_is_a_usage_error() -> None:
     done = run()
     assert done.returncode == 2 and "usage: gateway" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_main_in_process_leaves_the_callers_sigpipe_alone(tmp_path: Path) -> None:
+    """Only the installed command dies quietly of SIGPIPE (`gateway ... | head`); `main()` called
+    in a longer-lived process (these tests) must not make its next write to a closed socket fatal."""
+    before = signal.getsignal(signal.SIGPIPE)
+    assert main(["audit", "verify", "--state-dir", str(tmp_path / "none")]) != 0
+    assert signal.getsignal(signal.SIGPIPE) == before
+
+
+def test_the_installed_command_ends_quietly_when_its_reader_goes() -> None:
+    head = subprocess.run(f"{GATEWAY} --help | head -c 1", shell=True, capture_output=True, text=True, timeout=120)
+    assert head.returncode == 0 and "Traceback" not in head.stderr and "BrokenPipe" not in head.stderr

@@ -1,5 +1,5 @@
 """The `gateway` command line: one module per command group; `main` parses and dispatches."""
 
-from gateway.cli.main import main
+from gateway.cli.main import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

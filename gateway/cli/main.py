@@ -27,7 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args.func(args))
     except (SettingsError, ValueError) as exc:
@@ -50,5 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The installed `gateway` command: `main`, dying quietly of SIGPIPE when its reader goes
+    (`gateway ... | head`). Only here: in a longer-lived caller (the tests) the default action
+    would make any later write to a closed socket kill that whole process."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
