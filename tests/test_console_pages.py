@@ -118,6 +118,11 @@ def test_the_application_story_over_http(gw: Gateway) -> None:
     assert download.status == 200 and download.header("Content-Type", ).startswith("text/csv")  # type: ignore[union-attr]
     rows = list(csv.reader(io.StringIO(download.body.decode("utf-8-sig"))))
     assert rows[0][:3] == ["vehicle_type", "n", "mean_value"] and len(rows) == 8  # seven public categories
+    # Each row's own interval (an average's depends on its group's noisy count), as the API has it.
+    query_id = re.search(r'filename="vehicles-(.+)\.csv"', download.header("Content-Disposition") or "").group(1)  # type: ignore[union-attr]
+    per_row = gw.api("GET", f"/v1/queries/{query_id}", "demo-bank").json["accuracy"]["rows"]
+    assert [float(r[4]) for r in rows[1:]] == [r["mean_value"] for r in per_row]
+    assert len({r["mean_value"] for r in per_row}) > 1
     assert "7.000 / 8.000" in bank.post("/console/workbench/run", {**query, "run_key": run_key},
                                         csrf_from="/console/workbench").body.decode()  # replayed, not spent again
 

@@ -132,10 +132,21 @@ def _run_key(value: Any) -> str:
     return value
 
 
+def row_accuracy(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each released row's interval half-widths: its own where they differ by row (medians,
+    quantiles), else the column's."""
+    accuracy = answer.get("accuracy", {})
+    per_row = accuracy.get("rows")
+    if per_row and len(per_row) == len(answer["rows"]):
+        return [dict(r) for r in per_row]
+    return [dict(accuracy.get("columns", {})) for _ in answer["rows"]]
+
+
 def answer_charts(answer: dict[str, Any]) -> list[Any]:
-    """One bar chart per released aggregate (the first few), its interval drawn on each bar."""
+    """One bar chart per released aggregate (the first few), each bar's interval drawn on it."""
     columns, rows = answer["columns"], answer["rows"]
     accuracy = answer.get("accuracy", {}).get("columns", {})
+    per_row = row_accuracy(answer)
     measured = [c for c in columns if c in accuracy]
     keys = [n for n, c in enumerate(columns) if c not in accuracy]
     labels = [" / ".join(str(row[k]) for k in keys) or i18n.gettext("all") for row in rows]
@@ -143,11 +154,15 @@ def answer_charts(answer: dict[str, Any]) -> list[Any]:
     for column in measured[:MAX_CHARTS]:
         n = columns.index(column)
         values = [row[n] if isinstance(row[n], int | float) else None for row in rows]
-        half = accuracy.get(column)
+        halves = [acc.get(column) for acc in per_row]
         title = i18n.gettext("%(column)s with its 95%% interval") % {"column": column}
-        desc = i18n.gettext("Bars show the released values; whiskers show plus or minus %(half)s.") % {
-            "half": i18n.number(half) if half is not None else "—"}
-        out.append({"title": title, "svg": charts.bar_chart(title, desc, labels, values, [half] * len(values))})
+        if len(set(halves)) <= 1:
+            half = halves[0] if halves else accuracy.get(column)
+            desc = i18n.gettext("Bars show the released values; whiskers show plus or minus %(half)s.") % {
+                "half": i18n.number(half) if half is not None else "—"}
+        else:
+            desc = i18n.gettext("Bars show the released values; whiskers show each value's own interval.")
+        out.append({"title": title, "svg": charts.bar_chart(title, desc, labels, values, halves)})
     return out
 
 
@@ -170,8 +185,8 @@ async def workbench_csv(request: web.Request) -> web.Response:
     writer = csv.writer(out, lineterminator="\r\n")
     accuracy = answer.get("accuracy", {}).get("columns", {})
     writer.writerow(answer["columns"] + [f"{c}_interval_halfwidth" for c in answer["columns"] if c in accuracy])
-    for row in answer["rows"]:
-        writer.writerow(list(row) + [accuracy[c] for c in answer["columns"] if c in accuracy])
+    for row, acc in zip(answer["rows"], row_accuracy(answer), strict=True):
+        writer.writerow(list(row) + [acc.get(c) for c in answer["columns"] if c in accuracy])
     name = f"{answer['dataset']}-{answer['query_id']}.csv"
     return web.Response(body=out.getvalue().encode("utf-8-sig"), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
