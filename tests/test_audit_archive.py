@@ -271,14 +271,22 @@ def test_a_run_stopped_after_writing_its_file_leaves_doubles_that_the_next_run_f
     folder.mkdir()
     seal = service.sealer(tmp_path / "keys")
     rows = store.run_sync(audit.rows_between, 1, 60, write=False)
-    files.write_file(folder, 1, rows, None, seal, utc_text(NOW))  # ... and the process dies here
-    assert live_count(store) == 63
+    one = files.write_file(folder, 1, rows[:30], None, seal, utc_text(NOW))  # as a store restored from a
+    files.write_file(folder, 2, rows[30:], str(one["sha256"]), seal, utc_text(NOW))  # backup older than both
+    assert live_count(store) == 63  # ... and the process died before deleting anything
     doubled = cli(tmp_path, env, "verify", "--archive", str(folder))
     assert doubled.returncode == 0 and "ok: 63 entries (60 of them in archive files)" in doubled.stdout
+
+    if kind == "sqlite":  # a double that differs from its archived copy is named
+        store.run_sync(lambda tx: tx.execute("DROP TRIGGER audit_log_no_update"))
+        store.run_sync(lambda tx: tx.execute("UPDATE audit_log SET actor = 'x' WHERE seq = 10"))
+        wrong = cli(tmp_path, env, "verify", "--archive", str(folder))
+        assert wrong.returncode == 1 and "BROKEN at entry 10: entry 10 is both archived and in the store" in wrong.stderr
+
     done = cli(tmp_path, env, "archive", "--out", str(folder))
-    assert done.returncode == 0 and "finished a stopped run: the entries of audit-000001.jsonl" in done.stdout
+    assert done.returncode == 0 and "finished a stopped run: the entries of audit-000002.jsonl" in done.stdout
     assert "nothing to archive" in done.stdout and live_count(store) == 4  # 3 new + the move's record
-    assert store.run_sync(audit.floor, write=False) == (60, str(rows[-1][7]), 1)
+    assert store.run_sync(audit.floor, write=False) == (60, str(rows[-1][7]), 2)
     assert cli(tmp_path, env, "verify", "--archive", str(folder)).returncode == 0
 
 

@@ -117,28 +117,37 @@ def floor(tx: Tx) -> tuple[int, str, int]:
     return int(row[0]), str(row[1]), int(row[2])
 
 
-def verify(tx: Tx, checkpoint: tuple[int, str] | None = None, walk: Walk | None = None,
-           archived: Mapping[int, str] | None = None) -> Verdict:
+def verify(tx: Tx, checkpoint: tuple[int, str] | None = None, walk: Walk | None = None) -> Verdict:
     """Walk the live chain; name the first entry whose sequence or hash does not hold.
 
     Alone it starts at the archive floor, trusting the store's record of what was archived. Given
-    the `walk` that went through the archive files (and the hashes of the last file's entries),
-    it continues that walk: live entries the archive also holds (a run stopped between writing
-    its file and deleting) must equal their archived copies, and the rest must follow on."""
+    the `walk` that went through the archive files, it continues that walk; live entries the files
+    also hold (a run stopped between writing its file and deleting, or a store restored from an
+    older backup) must run from the floor to exactly where the files end, ending in the same hash,
+    so that each equals its archived copy."""
     at_floor, floor_hash, _files = floor(tx)
     if walk is None:
         walk = Walk(at_floor, floor_hash, checkpoint)
-    start = walk.seq
+    start, start_hash = walk.seq, walk.prev
+    doubles = Walk(at_floor, floor_hash)
     for seq, at, kind, actor, subject, payload, prev_hash, digest in _rows(tx):
         seq = int(seq)
         if seq <= start:
-            if (archived or {}).get(seq) != digest:
-                return Verdict(False, walk.seq, walk.prev, seq,
-                               f"entry {seq} is live but differs from or is missing in the archive", start)
+            why = doubles.step(seq, at, kind, actor, subject, payload, prev_hash, digest)
+            if why is not None:
+                return Verdict(False, walk.seq, walk.prev, seq, f"entry {seq} is both archived and in the store, "
+                               f"where it breaks the chain: {why}", start)
             continue
+        if not _doubles_end_at(doubles, at_floor, start, start_hash):
+            return Verdict(False, walk.seq, walk.prev, doubles.seq,
+                           f"entries {at_floor + 1}..{doubles.seq} are both archived and in the store, and differ",
+                           start)
         why = walk.step(seq, at, kind, actor, subject, payload, prev_hash, digest)
         if why is not None:
             return Verdict(False, walk.seq, walk.prev, walk.seq + 1 if "missing" in why else seq, why, start)
+    if not _doubles_end_at(doubles, at_floor, start, start_hash):
+        return Verdict(False, walk.seq, walk.prev, doubles.seq,
+                       f"entries {at_floor + 1}..{doubles.seq} are both archived and in the store, and differ", start)
     head = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
     if head is None or int(head[0]) != walk.seq or head[1] != walk.prev:
         return Verdict(False, walk.seq, walk.prev, walk.seq + 1, "the chain head does not match the last entry", start)
@@ -146,6 +155,11 @@ def verify(tx: Tx, checkpoint: tuple[int, str] | None = None, walk: Walk | None 
         return Verdict(False, walk.seq, walk.prev, walk.seq + 1, "the log is shorter than the signed checkpoint",
                        start)
     return Verdict(True, walk.seq, walk.prev, archived=start)
+
+
+def _doubles_end_at(doubles: Walk, at_floor: int, start: int, start_hash: str) -> bool:
+    """No live entry below where the files end, or a run of them ending exactly there, alike."""
+    return doubles.seq == at_floor or (doubles.seq, doubles.prev) == (start, start_hash)
 
 
 def head(tx: Tx) -> tuple[int, str]:

@@ -108,7 +108,6 @@ class FolderCheck:
     reason: str = ""
     bad_seq: int | None = None
     ends: dict[int, str] = field(default_factory=dict)  # last seq -> last hash, of every file
-    last_file: dict[int, str] = field(default_factory=dict)  # seq -> hash, of the last file's entries
 
     @property
     def ok(self) -> bool:
@@ -125,7 +124,6 @@ def check_folder(folder: Path, sealer: Sealer, walk: audit.Walk) -> FolderCheck:
             found.bad_seq = walk.seq + 1
             return found
         before = walk.seq
-        found.last_file = {}
         why = _check_file(path, index, sealer, walk, found)
         if why:
             found.reason, found.bad_seq = f"archive file {path.name}: {why}", found.bad_seq or before + 1
@@ -159,7 +157,6 @@ def _check_file(path: Path, index: int, sealer: Sealer, walk: audit.Walk, found:
             found.bad_seq = walk.seq + 1 if "missing" in why else int(data["seq"])
             return f"line {number}: {why}"
         digest.update(line)
-        found.last_file[walk.seq] = walk.prev
         entries += 1
     if manifest is None:
         return "it has no manifest (cut short?)"
