@@ -91,7 +91,6 @@ class ArchiveReport:
 def archive(store: Store, folder: Path, before: str, seal: files.Sealer, *, actor: str = "cli",
             chunk: int = CHUNK) -> ArchiveReport:
     """Move the entries appended before `before` (and after the floor) into new archive files."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     walk = audit.Walk()
     check = files.check_folder(folder, seal, walk)
     if not check.ok:
@@ -118,6 +117,7 @@ def archive(store: Store, folder: Path, before: str, seal: files.Sealer, *, acto
         rows = store.run_sync(audit.rows_between, floor_seq + 1, last, write=False)
         _refuse_broken(rows, floor_seq, floor_hash)
         index += 1
+        folder.mkdir(parents=True, exist_ok=True, mode=0o750)  # not before: a mistyped --out stays uncreated
         claims = files.write_file(folder, index, rows, prev_sha, seal, before)
         _forget(store, floor_seq, last, str(rows[-1][7]), index, actor, claims)
         written.append(str(claims["file"]))
