@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.auth.checkpoints import sign_checkpoint
 from gateway.auth.tokens import Keyring
 from gateway.clock import utc_text
 from gateway.core.canonical import canonical_json
@@ -128,6 +129,8 @@ def test_a_second_run_chains_onto_the_first(kind: str, store: Store, tmp_path: P
     env = env_of(kind, store)
     append_old(store, 700, 100)
     append_old(store, 400, 150)
+    checkpoint = tmp_path / "checkpoint.json"  # signed at entry 250, which moves to the second file
+    assert cli(tmp_path, env, "checkpoint", "--out", str(checkpoint)).returncode == 0
     append_new(store, 5)
     folder = tmp_path / "arc"
     first = cli(tmp_path, env, "archive", "--before", day(500), "--out", str(folder))
@@ -139,8 +142,12 @@ def test_a_second_run_chains_onto_the_first(kind: str, store: Store, tmp_path: P
     assert (two["index"], two["first_seq"], two["last_seq"]) == (2, 101, 250)  # the first run's record is young
     assert two["prev_hash"] == one["last_hash"]
     assert two["prev_file_sha256"] == one["sha256"]
-    verified = cli(tmp_path, env, "verify", "--archive", str(folder))
+    verified = cli(tmp_path, env, "verify", "--archive", str(folder), "--checkpoint", str(checkpoint))
     assert verified.returncode == 0 and f"({two['last_seq']} of them in archive files)" in verified.stdout
+    other = sign_checkpoint(Keyring(tmp_path / "keys").current(), 250, "f" * 64)  # a head that never was
+    checkpoint.write_text(json.dumps(other))
+    wrong = cli(tmp_path, env, "verify", "--archive", str(folder), "--checkpoint", str(checkpoint))
+    assert wrong.returncode == 1 and "BROKEN at entry 250" in wrong.stderr and "audit-000002.jsonl" in wrong.stderr
 
 
 # ---------------------------------------------------------------- refusals
