@@ -68,6 +68,16 @@ class Settings:
         100_000, "Idempotency-Keys (with their answers) one organisation may hold at once; 429 past it.", minimum=1)
     idempotency_purge_seconds: float = setting(
         600.0, "How often expired Idempotency-Keys are deleted in the background.", minimum=0.5)
+    log_retention_days: int = setting(
+        183, "Days audit entries and usage records stay in the live store at least (network logs: six months "
+        "under the cybersecurity law; lower is refused). `gateway audit archive` moves only older entries.",
+        minimum=183)
+    processing_retention_days: int = setting(
+        1095, "Days records of processing (queries, releases, receipts) are kept at least (three years under "
+        "the personal-information law; lower is refused). Nothing removes them yet.", minimum=1095)
+    audit_archive_dir: str = setting(
+        "", "Folder of the signed audit archive files that `gateway audit archive` writes and `audit verify` "
+        "and /v1/audit/verify check; empty means STATE_DIR/audit-archive.")
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
     commit_retry_seconds: float = setting(
         10.0, "How long a drawn answer waits for an unavailable store before its request fails with 503 "
@@ -127,6 +137,10 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir) if self.data_dir else self.state_path / "data"
+
+    @property
+    def audit_archive_path(self) -> Path:
+        return Path(self.audit_archive_dir) if self.audit_archive_dir else self.state_path / "audit-archive"
 
     @property
     def shared_rate_limits(self) -> str:

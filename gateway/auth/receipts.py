@@ -24,10 +24,11 @@ class ReceiptInvalid(ValueError):
     """A receipt that is malformed, names an unknown key, or whose signature does not verify."""
 
 
-def sign_receipt(claims: Mapping[str, Any], key: SigningKey) -> str:
-    """The compact JWS of the claims' canonical JSON (the payload bytes are what is signed)."""
+def sign_receipt(claims: Mapping[str, Any], key: SigningKey, typ: str = RECEIPT_TYPE) -> str:
+    """The compact JWS of the claims' canonical JSON (the payload bytes are what is signed); `typ`
+    tells other signed documents (audit archive manifests) from receipts."""
     return jwt.api_jws.encode(canonical_bytes(dict(claims)), key.private, algorithm="EdDSA",
-                              headers={"kid": key.kid, "typ": RECEIPT_TYPE})
+                              headers={"kid": key.kid, "typ": typ})
 
 
 def _b64decode(part: str) -> bytes:
@@ -37,9 +38,10 @@ def _b64decode(part: str) -> bytes:
         raise ReceiptInvalid("a part of the receipt is not base64url") from None
 
 
-def verify_receipt(receipt: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
+def verify_receipt(receipt: str, jwks: Mapping[str, Any], typ: str | None = None) -> dict[str, Any]:
     """The receipt's claims, after its signature verifies with a key of `jwks` (retired ones
-    included: a key's retirement stops it signing, not the receipts it signed)."""
+    included: a key's retirement stops it signing, not the receipts it signed); with `typ`, the
+    header must name that type."""
     parts = receipt.strip().split(".")
     if len(parts) != 3:
         raise ReceiptInvalid("a receipt is a compact JWS: three base64url parts")
@@ -49,6 +51,8 @@ def verify_receipt(receipt: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
         raise ReceiptInvalid("the receipt's header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "EdDSA":
         raise ReceiptInvalid("a receipt is signed with EdDSA")
+    if typ is not None and header.get("typ") != typ:
+        raise ReceiptInvalid(f"the signed document is not of type {typ}")
     published = [*jwks.get("keys", []), *jwks.get("retired_keys", [])]
     keys = [k for k in published if isinstance(k, dict) and k.get("kid") == header.get("kid")]
     if not keys or keys[0].get("kty") != "OKP" or keys[0].get("crv") != "Ed25519":

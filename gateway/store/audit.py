@@ -17,7 +17,6 @@ from gateway.store.pages import read_page
 GENESIS = "0" * 64
 
 
-
 def _entry(row: Row) -> dict[str, Any]:
     seq, at, kind, actor, subject, payload, hash_ = row
     return {"seq": int(seq), "at": at, "kind": kind, "actor": actor, "subject": subject,
@@ -56,20 +55,45 @@ def _for_update(tx: Tx) -> str:
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
-    entries: int
+    entries: int  # the whole chain's length, archived entries included
     head: str
     first_bad_seq: int | None = None
     reason: str = ""
+    archived: int = 0  # how many of them have moved to archive files (`gateway audit archive`)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": self.ok, "entries": self.entries, "head": self.head}
+        if self.archived:
+            body["archived"] = self.archived
         if not self.ok:
             body.update(first_bad_seq=self.first_bad_seq, reason=self.reason)
         return body
 
 
-def _rows(tx: Tx, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
-    last = 0
+@dataclass
+class Walk:
+    """The chain walked in order, from the genesis or from an archive floor: each entry must
+    follow the one accepted before it, and match a signed checkpoint where it names it."""
+
+    seq: int = 0
+    prev: str = GENESIS
+    checkpoint: tuple[int, str] | None = None
+
+    def step(self, seq: int, at: str, kind: str, actor: str, subject: str, payload: str, prev_hash: str,
+             digest: str) -> str | None:
+        """None when the entry continues the chain (and is accepted), else why it does not."""
+        if seq != self.seq + 1:
+            return f"entry {self.seq + 1} is missing"
+        if prev_hash != self.prev or entry_hash(prev_hash, seq, at, kind, actor, subject, payload) != digest:
+            return f"entry {seq} does not match its hash"
+        if self.checkpoint and seq == self.checkpoint[0] and digest != self.checkpoint[1]:
+            return f"entry {seq} differs from the signed checkpoint"
+        self.seq, self.prev = seq, digest
+        return None
+
+
+def _rows(tx: Tx, batch: int = 5000, after: int = 0) -> Iterator[tuple[Any, ...]]:
+    last = after
     while True:
         rows = tx.all("SELECT seq, at, kind, actor, subject, payload, prev_hash, hash FROM audit_log "
                       "WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch))
@@ -79,24 +103,63 @@ def _rows(tx: Tx, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
         last = int(rows[-1][0])
 
 
-def verify(tx: Tx, checkpoint: tuple[int, str] | None = None) -> Verdict:
-    """Walk the whole chain; name the first entry whose sequence or hash does not hold."""
-    expected_seq, prev, count = 1, GENESIS, 0
+def rows_between(tx: Tx, first: int, last: int) -> list[tuple[Any, ...]]:
+    """The live entries first..last, in chain order, as stored (payload as its canonical text)."""
+    return [(int(r[0]), *r[1:]) for r in tx.all(
+        "SELECT seq, at, kind, actor, subject, payload, prev_hash, hash FROM audit_log "
+        "WHERE seq >= ? AND seq <= ? ORDER BY seq", (first, last))]
+
+
+def floor(tx: Tx) -> tuple[int, str, int]:
+    """(seq, hash, files) of the last entry moved to an archive file: (0, GENESIS, 0) if none."""
+    row = tx.one("SELECT seq, hash, files FROM audit_floor WHERE id = 1")
+    assert row is not None, "audit_floor missing: migrations not applied"
+    return int(row[0]), str(row[1]), int(row[2])
+
+
+def verify(tx: Tx, checkpoint: tuple[int, str] | None = None, walk: Walk | None = None) -> Verdict:
+    """Walk the live chain; name the first entry whose sequence or hash does not hold.
+
+    Alone it starts at the archive floor, trusting the store's record of what was archived. Given
+    the `walk` that went through the archive files, it continues that walk; live entries the files
+    also hold (a run stopped between writing its file and deleting, or a store restored from an
+    older backup) must run from the floor to exactly where the files end, ending in the same hash,
+    so that each equals its archived copy."""
+    at_floor, floor_hash, _files = floor(tx)
+    if walk is None:
+        walk = Walk(at_floor, floor_hash, checkpoint)
+    start, start_hash = walk.seq, walk.prev
+    doubles = Walk(at_floor, floor_hash)
     for seq, at, kind, actor, subject, payload, prev_hash, digest in _rows(tx):
         seq = int(seq)
-        if seq != expected_seq:
-            return Verdict(False, count, prev, expected_seq, f"entry {expected_seq} is missing")
-        if prev_hash != prev or entry_hash(prev, seq, at, kind, actor, subject, payload) != digest:
-            return Verdict(False, count, prev, seq, f"entry {seq} does not match its hash")
-        if checkpoint and seq == checkpoint[0] and digest != checkpoint[1]:
-            return Verdict(False, count, prev, seq, f"entry {seq} differs from the signed checkpoint")
-        prev, expected_seq, count = digest, seq + 1, count + 1
+        if seq <= start:
+            why = doubles.step(seq, at, kind, actor, subject, payload, prev_hash, digest)
+            if why is not None:
+                return Verdict(False, walk.seq, walk.prev, seq, f"entry {seq} is both archived and in the store, "
+                               f"where it breaks the chain: {why}", start)
+            continue
+        if not _doubles_end_at(doubles, at_floor, start, start_hash):
+            return Verdict(False, walk.seq, walk.prev, doubles.seq,
+                           f"entries {at_floor + 1}..{doubles.seq} are both archived and in the store, and differ",
+                           start)
+        why = walk.step(seq, at, kind, actor, subject, payload, prev_hash, digest)
+        if why is not None:
+            return Verdict(False, walk.seq, walk.prev, walk.seq + 1 if "missing" in why else seq, why, start)
+    if not _doubles_end_at(doubles, at_floor, start, start_hash):
+        return Verdict(False, walk.seq, walk.prev, doubles.seq,
+                       f"entries {at_floor + 1}..{doubles.seq} are both archived and in the store, and differ", start)
     head = tx.one("SELECT seq, hash FROM audit_head WHERE id = 1")
-    if head is None or int(head[0]) != count or head[1] != prev:
-        return Verdict(False, count, prev, count + 1, "the chain head does not match the last entry")
-    if checkpoint and checkpoint[0] > count:
-        return Verdict(False, count, prev, count + 1, "the log is shorter than the signed checkpoint")
-    return Verdict(True, count, prev)
+    if head is None or int(head[0]) != walk.seq or head[1] != walk.prev:
+        return Verdict(False, walk.seq, walk.prev, walk.seq + 1, "the chain head does not match the last entry", start)
+    if checkpoint and checkpoint[0] > walk.seq:
+        return Verdict(False, walk.seq, walk.prev, walk.seq + 1, "the log is shorter than the signed checkpoint",
+                       start)
+    return Verdict(True, walk.seq, walk.prev, archived=start)
+
+
+def _doubles_end_at(doubles: Walk, at_floor: int, start: int, start_hash: str) -> bool:
+    """No live entry below where the files end, or a run of them ending exactly there, alike."""
+    return doubles.seq == at_floor or (doubles.seq, doubles.prev) == (start, start_hash)
 
 
 def head(tx: Tx) -> tuple[int, str]:
