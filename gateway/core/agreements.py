@@ -152,8 +152,8 @@ def parse_terms(body: Mapping[str, Any], known_datasets: Iterable[str], today: d
 
 def stands_on(candidates: Sequence[Agreement], dataset: str, product_id: str | None, now: str,
               named: str | None = None) -> Agreement:
-    """The agreement a new grant (or product) stands on: the one named, or else the one agreement
-    in force covering it; a 409 saying why when there is none (or more than one) to take."""
+    """The agreement a new grant (or product) stands on: the one named, or else the agreement in
+    force covering it (of several, the one ending last); a 409 saying why when there is none."""
     what = f"product {product_id!r}" if product_id else f"dataset {dataset!r}"
     if named is not None:
         found = [a for a in candidates if a.agreement_id == named]
@@ -169,10 +169,13 @@ def stands_on(candidates: Sequence[Agreement], dataset: str, product_id: str | N
     if not fitting:
         raise Conflict(f"no authorisation agreement in force covers {what}: the bureau records one first "
                        "(POST /v1/agreements)")
-    if len(fitting) > 1:
-        raise Conflict(f"several agreements in force cover {what}: name one as agreement_id "
-                       f"({', '.join(a.agreement_id for a in fitting)})")
-    return fitting[0]
+    # Several: the one in force longest (then the oldest), so that nothing ends sooner than it must;
+    # the approver names another to choose it.
+    return min(fitting, key=lambda a: (_negated(a.ends_at), a.created_at, a.agreement_id))
+
+
+def _negated(text: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in text)
 
 
 def term_problem(agreement: Agreement, valid_until: str | None) -> str | None:
