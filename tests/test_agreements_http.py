@@ -36,7 +36,8 @@ def gw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             yield gateway
         return
     dsn = request.getfixturevalue("postgres_dsn")
-    with postgres_schema(dsn) as schema_dsn, Gateway(state, env={**FAST_RATES, "GATEWAY_STORE_DSN": schema_dsn}) as gateway:
+    with postgres_schema(dsn) as schema_dsn, \
+            Gateway(state, env={**FAST_RATES, "GATEWAY_STORE_DSN": schema_dsn}) as gateway:
         yield gateway
 
 

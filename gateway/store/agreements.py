@@ -1,7 +1,7 @@
 """Authorisation agreements: recorded by the bureau, ended by it or by their term; each change audited.
 
 An agreement's end ends what stands on it by the one rule a dataset withdrawal uses
-(`applications.end_access`): its grants end, its pending applications close; the products it
+(`grants.end_access`): its grants end, its pending applications close; the products it
 covers stop selling (their sale state reads the agreement, store/product_status.py).
 """
 
@@ -16,9 +16,9 @@ from gateway.clock import utc_now_text, utc_text
 from gateway.core.agreements import Agreement, Terms, day_start, term_problem
 from gateway.core.pages import Page, PageRequest
 from gateway.errors import Conflict
-from gateway.store import applications as store_applications
 from gateway.store import audit
 from gateway.store.db import Tx
+from gateway.store.grants import end_access
 from gateway.store.pages import read_page
 
 _COLUMNS = ("agreement_id, authorising_body, operator, starts_on, ends_on, starts_at, ends_at, duties, exit_terms, "
@@ -121,7 +121,7 @@ def end(tx: Tx, agreement_id: str, actor: str, reason: str) -> dict[str, Any]:
     now = utc_now_text()
     tx.execute("UPDATE agreements SET status = 'ended', ended_by = ?, ended_at = ?, end_reason = ? "
                "WHERE agreement_id = ? AND status = 'active'", (actor, now, reason, agreement_id))
-    grants_ended, applications_closed = store_applications.end_access(tx, "agreement", agreement_id, actor,
+    grants_ended, applications_closed = end_access(tx, "agreement", agreement_id, actor,
                                                    f"agreement {agreement_id} ended: {reason}")
     products = [r[0] for r in tx.all("SELECT product_id FROM products WHERE agreement_id = ? ORDER BY product_id",
                                      (agreement_id,))]

@@ -50,3 +50,26 @@ def active_grants(tx: Tx, org_id: str, now: str) -> list[Grant]:
                   f"AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) AND {IN_FORCE} "
                   "ORDER BY grant_id", (org_id, now, now, now))
     return [Grant(*r) for r in rows]
+
+
+_STANDS_ON = {"dataset": "dataset", "agreement": "agreement_id"}  # what access can end with -> its column
+
+
+def end_access(tx: Tx, kind: str, subject: str, actor: str, reason: str) -> tuple[int, int]:
+    """The one rule for what stands on something that ends (a withdrawn dataset, an ended
+    agreement): its active grants end and its pending applications close, each audited.
+    Returns (grants ended, applications closed)."""
+    column = _STANDS_ON[kind]
+    grants = [r[0] for r in tx.all(f"SELECT grant_id FROM grants WHERE {column} = ? AND status = 'active' "
+                                   "ORDER BY grant_id", (subject,))]
+    for grant_id in grants:
+        tx.execute("UPDATE grants SET status = 'ended' WHERE grant_id = ?", (grant_id,))
+        audit.append(tx, "grant.ended", actor, grant_id, {kind: subject, "reason": reason})
+    pending = [r[0] for r in tx.all(f"SELECT application_id FROM applications WHERE {column} = ? AND "
+                                    "status = 'pending' ORDER BY application_id", (subject,))]
+    now = utc_now_text()
+    for application_id in pending:
+        tx.execute("UPDATE applications SET status = 'closed', decided_reason = ?, "
+                   "updated_at = ? WHERE application_id = ?", (reason, now, application_id))
+        audit.append(tx, "application.closed", actor, application_id, {"reason": reason})
+    return len(grants), len(pending)
