@@ -143,8 +143,8 @@ def test_an_approval_outside_the_agreements_scope_or_term_is_refused(gw: Gateway
                              {"agreement_id": enterprises_only}), 409)
     assert "outside the scope" in outside["detail"]
     beyond = problem(gw.api("POST", f"/v1/applications/{app}/approve", "demo-bureau",
-                            {"agreement_id": DEMO_AGREEMENT, "valid_until": "2036-06-30"}), 409)
-    assert "past the end of agreement" in beyond["detail"] and "2035-12-31" in beyond["detail"]
+                            {"agreement_id": DEMO_AGREEMENT, "valid_until": "2046-06-30"}), 409)
+    assert "past the end of agreement" in beyond["detail"] and "2045-12-31" in beyond["detail"]
     later = record_agreement(gw, ["social_insurance"], starts_in=10)
     assert "not in force" in problem(gw.api("POST", f"/v1/applications/{app}/approve", "demo-bureau",
                                             {"agreement_id": later}), 409)["detail"]

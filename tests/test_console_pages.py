@@ -15,7 +15,7 @@ import pytest
 
 from tests.a11y import problems
 from tests.console_support import Visitor, demo_users
-from tests.support import Gateway, demo_gateway
+from tests.support import Gateway, demo_gateway, record_agreement
 
 # Pages each demo role opens from its menu; every other menu page answers 403.
 MENU_PAGES = {
@@ -202,6 +202,7 @@ def test_the_product_story_over_http(gw: Gateway) -> None:
     assert merchant.post("/console/products/firms-by-industry/versions/1/submit",
                          csrf_from="/console/products/firms-by-industry").status == 303
     assert "firms-by-industry" in bureau.get("/console/products/review").body.decode()
+    record_agreement(gw, ["enterprises"], ["firms-by-industry"])  # a product stands on an agreement listing it
     assert bureau.post("/console/products/firms-by-industry/versions/1/publish",
                        csrf_from="/console/products/review").status == 303
     market = bank.get("/console/market").body.decode()

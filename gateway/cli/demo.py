@@ -78,7 +78,7 @@ def _ensure_agreement(tx: Tx) -> None:
     datasets = tuple(sorted(r[0] for r in tx.all("SELECT dataset FROM datasets")))
     terms = Terms(
         authorising_body="Lingxi County People's Government", operator=DEMO_MERCHANT, datasets=datasets,
-        product_ids=tuple(sorted(p[0] for p in PRODUCTS)), starts_on=date(2025, 1, 1), ends_on=date(2035, 12, 31),
+        product_ids=tuple(sorted(p[0] for p in PRODUCTS)), starts_on=date(2025, 1, 1), ends_on=date(2045, 12, 31),
         duties="Serve the county's public data only through the gateway's differentially private releases; "
                "keep the audit log; report yearly to the data bureau.",
         exit_terms="On exit or at the end of the term every grant and product standing on this agreement ends; "
