@@ -13,12 +13,13 @@ from typing import Any
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now, utc_now_text
 from gateway.core.agreements import Agreement, parse_terms, stands_on, term_problem
-from gateway.core.pages import Page, PageRequest
+from gateway.core.pages import Page, PageRequest, collect
 from gateway.errors import Conflict, InvalidRequest
 from gateway.runtime.parts import Runtime
 from gateway.service.admission import AdmissionState
 from gateway.service.visibility import visible
 from gateway.store import agreements as store_agreements
+from gateway.store.db import Tx
 
 
 def _owned(runtime: Runtime, who: Principal) -> tuple[str, ...] | None:
@@ -49,6 +50,15 @@ async def agreements_page(runtime: Runtime, who: Principal, page: PageRequest) -
     found = await runtime.store.read(store_agreements.page, _owned(runtime, who), page)
     now = utc_now_text()
     return found.map(lambda a: a.as_dict(now))
+
+
+async def list_agreements(runtime: Runtime, who: Principal) -> list[dict[str, Any]]:
+    """Every agreement the caller may see (the console's whole list), oldest first."""
+    owned, now = _owned(runtime, who), utc_now_text()
+
+    def read(tx: Tx) -> list[Agreement]:
+        return collect(lambda page: store_agreements.page(tx, owned, page))
+    return [a.as_dict(now) for a in await runtime.store.read(read)]
 
 
 async def visible_agreement(runtime: Runtime, who: Principal, agreement_id: str) -> Agreement:
