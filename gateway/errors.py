@@ -14,6 +14,7 @@
     │   └── ProductSuspended          409 product_suspended
     ├── DatasetWithdrawn              410 dataset_withdrawn
     ├── ProductRetired                410 product_retired
+    ├── AgreementEnded                410 agreement_ended    (what stood on it has ended)
     ├── PayloadTooLarge               413 payload_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── Unprocessable                 422 unprocessable
@@ -142,6 +143,10 @@ class DatasetWithdrawn(GatewayError):
 
 class ProductRetired(GatewayError):
     status, code, title = 410, "product_retired", "Product retired"
+
+
+class AgreementEnded(GatewayError):
+    status, code, title = 410, "agreement_ended", "Authorisation agreement ended"
 
 
 class PayloadTooLarge(GatewayError):

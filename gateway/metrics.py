@@ -27,7 +27,7 @@ STATUS_CLASSES = ("2xx", "4xx", "5xx")
 RELEASE_OUTCOMES = ("released", "cached", "replayed", "failed")
 REFUSAL_REASONS = (
     "invalid_request", "invalid_query", "policy_violation", "budget_exhausted", "forbidden",
-    "dataset_suspended", "dataset_withdrawn", "rate_limited", "unauthorized",
+    "dataset_suspended", "dataset_withdrawn", "rate_limited", "unauthorized", "agreement_ended",
 )
 ROLES = ("requester", "merchant", "bureau", "source", "ops")
 # Store operations are named where they are called (`store.write(fn, ..., op=...)`), not after

@@ -78,6 +78,9 @@ class Settings:
     audit_archive_dir: str = setting(
         "", "Folder of the signed audit archive files that `gateway audit archive` writes and `audit verify` "
         "and /v1/audit/verify check; empty means STATE_DIR/audit-archive.")
+    agreement_sweep_seconds: float = setting(
+        60.0, "How often authorisation agreements whose term has passed are ended (with what stands on them).",
+        minimum=0.5)
     reservation_lease_seconds: int = setting(120, "Age after which an unfinished reservation is recovered.", minimum=1)
     commit_retry_seconds: float = setting(
         10.0, "How long a drawn answer waits for an unavailable store before its request fails with 503 "

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import Gateway, Reply, call
+from tests.support import Gateway, Reply, agreement_body, call
 
 PRODUCT = "faults-firms-by-size"
 CACHED_SQL = tuple(f"SELECT sex, COUNT(*) AS n FROM residents WHERE age >= {age} GROUP BY sex" for age in (20, 30, 40))
@@ -54,6 +54,7 @@ def publish_product(gw: Gateway) -> None:
              "epsilon": "0.01", "price_minor": 10}
     for method, path, client, body in (
             ("POST", "/v1/products", "demo-merchant", draft),
+            ("POST", "/v1/agreements", "demo-bureau", agreement_body(["enterprises"], [PRODUCT])),
             ("POST", f"/v1/products/{PRODUCT}/versions/1/submit", "demo-merchant", None),
             ("POST", f"/v1/products/{PRODUCT}/versions/1/publish", "demo-bureau", None)):
         reply = gw.api(method, path, client, body)

@@ -187,3 +187,26 @@ def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     h, p, s = token.split(".")
     pad = lambda x: x + "=" * (-len(x) % 4)  # noqa: E731
     return json.loads(base64.urlsafe_b64decode(pad(h))), json.loads(base64.urlsafe_b64decode(pad(p))), s
+
+
+def agreement_body(datasets: list[str], products: list[str] | None = None, *, days: int = 365,
+                   starts_in: int = 0) -> dict[str, Any]:
+    """A valid authorisation agreement's body: in force from today (county time) for `days` days."""
+    import datetime as dt
+    import hashlib
+    from zoneinfo import ZoneInfo
+
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    return {"authorising_body": "Lingxi County People's Government", "operator": "datasmith",
+            "datasets": datasets, "product_ids": products or [],
+            "starts_on": (today + dt.timedelta(days=starts_in)).isoformat(),
+            "ends_on": (today + dt.timedelta(days=starts_in + days)).isoformat(),
+            "duties": "Serve the data only through the gateway.", "exit_terms": "Everything standing on it ends.",
+            "document_sha256": hashlib.sha256(json.dumps(datasets + (products or [])).encode()).hexdigest()}
+
+
+def record_agreement(gw: Gateway, datasets: list[str], products: list[str] | None = None, **terms: int) -> str:
+    """The bureau records an agreement (a new product is published only under one that lists it)."""
+    r = gw.api("POST", "/v1/agreements", "demo-bureau", agreement_body(datasets, products, **terms))
+    assert r.status == 201, (r.status, r.body)
+    return str(r.json["agreement_id"])

@@ -70,6 +70,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/grants/{grant_id}"): frozenset({R, B, S}),
     ("GET", "/v1/grants/{grant_id}/odrl"): frozenset({R, B, S}),
     ("POST", "/v1/grants/{grant_id}/revoke"): frozenset({B, S}),
+    # Authorisation agreements (issue 16 point 1): the bureau records and ends them; a source
+    # department reads those covering its datasets.
+    ("POST", "/v1/agreements"): frozenset({B}),
+    ("GET", "/v1/agreements"): frozenset({B, S}),
+    ("GET", "/v1/agreements/{agreement_id}"): frozenset({B, S}),
+    ("POST", "/v1/agreements/{agreement_id}/end"): frozenset({B}),
     ("GET", "/v1/products"): ALL,
     ("GET", "/v1/products/{product_id}"): ALL,
     ("POST", "/v1/products/{product_id}/invoke"): frozenset({R}),

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import BIN, FAST_RATES, Gateway, Reply, call, demo_gateway
+from tests.support import BIN, FAST_RATES, Gateway, Reply, call, demo_gateway, record_agreement
 
 PRODUCT_SQL = ("SELECT township, COUNT(*) AS n, AVG(income) AS mean_income FROM residents "
                "WHERE age BETWEEN :min_age AND :max_age AND sex = :sex GROUP BY township")
@@ -104,6 +104,7 @@ def test_the_whole_story(gw: Gateway, harbour: Caller) -> None:
     assert len(tried["rows"]) == 20 and all(isinstance(r[1], int) for r in tried["rows"])
     ok(gw.api("POST", "/v1/products/income-by-sex-and-age/versions/1/submit", "demo-merchant"))
     assert gw.api("POST", "/v1/products/income-by-sex-and-age/versions/1/publish", "demo-merchant").status == 403
+    record_agreement(gw, ["residents"], ["income-by-sex-and-age"])  # a product stands on an agreement listing it
     ok(gw.api("POST", "/v1/products/income-by-sex-and-age/versions/1/publish", "demo-bureau"))
     listed = {p["id"]: p for p in ok(harbour.api("GET", "/v1/products"))["items"]}
     product = listed["income-by-sex-and-age"]
@@ -218,6 +219,7 @@ def test_merchant_versions_supersede_and_stay_private(gw: Gateway) -> None:
             "sql": "SELECT township, COUNT(*) AS n FROM residents WHERE age >= :min_age GROUP BY township",
             "parameters": [{"name": "min_age", "type": "integer", "minimum": 0, "maximum": 100}]}
     ok(gw.api("POST", "/v1/products", "demo-merchant", {"id": "towns", "dataset": "residents", **body}), 201)
+    record_agreement(gw, ["residents"], ["towns"])
     for version in (1,):
         ok(gw.api("POST", f"/v1/products/towns/versions/{version}/submit", "demo-merchant"))
         ok(gw.api("POST", f"/v1/products/towns/versions/{version}/publish", "demo-bureau"))

@@ -15,7 +15,7 @@ import pytest
 
 from tests.a11y import problems
 from tests.console_support import Visitor, demo_users
-from tests.support import Gateway, demo_gateway
+from tests.support import Gateway, demo_gateway, record_agreement
 
 # Pages each demo role opens from its menu; every other menu page answers 403.
 MENU_PAGES = {
@@ -23,10 +23,11 @@ MENU_PAGES = {
                   "/console/applications", "/console/clients", "/console/grants", "/console/market"},
     "bureau": {"/console/catalog", "/console/bureau", "/console/applications/review", "/console/grants",
                "/console/products/review", "/console/market", "/console/requesters", "/console/users",
-               "/console/audit", "/console/billing", "/console/policies", "/console/datasets"},
+               "/console/audit", "/console/billing", "/console/policies", "/console/datasets",
+               "/console/agreements"},
     # Every organisation manages its own API clients (issue 19 point 4), departments and ops too.
     "source": {"/console/catalog", "/console/applications/cosign", "/console/grants", "/console/market",
-               "/console/revenue", "/console/datasets", "/console/clients"},
+               "/console/revenue", "/console/datasets", "/console/clients", "/console/agreements"},
     "merchant": {"/console/catalog", "/console/clients", "/console/products", "/console/market",
                  "/console/revenue"},
     "ops": {"/console/catalog", "/console/market", "/console/status", "/console/clients"},
@@ -202,6 +203,7 @@ def test_the_product_story_over_http(gw: Gateway) -> None:
     assert merchant.post("/console/products/firms-by-industry/versions/1/submit",
                          csrf_from="/console/products/firms-by-industry").status == 303
     assert "firms-by-industry" in bureau.get("/console/products/review").body.decode()
+    record_agreement(gw, ["enterprises"], ["firms-by-industry"])  # a product stands on an agreement listing it
     assert bureau.post("/console/products/firms-by-industry/versions/1/publish",
                        csrf_from="/console/products/review").status == 303
     market = bank.get("/console/market").body.decode()
@@ -249,3 +251,27 @@ def test_a_refused_upload_shows_its_validation_report_and_changes_nothing(gw: Ga
     assert psb.request_raw("POST", "/console/datasets/vehicles/snapshots", forged, ctype).status == 403
     after = psb.get("/console/datasets/vehicles/snapshots").body.decode()
     assert re.findall(r"<code>([0-9a-f]{16})</code>", after) == re.findall(r"<code>([0-9a-f]{16})</code>", before)
+
+
+def test_the_bureau_records_and_ends_an_agreement_in_the_console(gw: Gateway) -> None:
+    bureau, psb = as_user(gw, "bureau-admin"), as_user(gw, "psb-officer")
+    fields = {"authorising_body": "县人民政府", "operator": "datasmith", "datasets": "vehicles",
+              "product_ids": "car-atlas, car-index", "starts_on": "2026-01-01", "ends_on": "2030-12-31",
+              "duties": "只经网关提供", "exit_terms": "终止即停止", "document_sha256": "ab" * 32}
+    before = gw.api("GET", "/v1/agreements?limit=500", "demo-bureau").json["items"]
+    refused = bureau.post("/console/agreements", {**fields, "document_sha256": "not-a-hash"},
+                          csrf_from="/console/agreements")
+    assert refused.status == 400 and "document_sha256" in refused.body.decode()
+    assert gw.api("GET", "/v1/agreements?limit=500", "demo-bureau").json["items"] == before
+    assert bureau.post("/console/agreements", fields, csrf_from="/console/agreements").status == 303
+    made = gw.api("GET", "/v1/agreements?limit=500", "demo-bureau").json["items"][-1]
+    assert made["datasets"] == ["vehicles"] and made["product_ids"] == ["car-atlas", "car-index"]
+    page = bureau.get("/console/agreements").body.decode()
+    assert made["id"] in page and "授权运营协议" in page
+    seen = psb.get("/console/agreements").body.decode()  # psb owns vehicles: it reads, it cannot record or end
+    assert made["id"] in seen and 'action="/console/agreements"' not in seen
+    assert psb.post(f"/console/agreements/{made['id']}/end", {"reason": "x"},
+                    csrf_from="/console/agreements").status == 403
+    assert bureau.post(f"/console/agreements/{made['id']}/end", {"reason": "operator exited"},
+                       csrf_from="/console/agreements").status == 303
+    assert gw.api("GET", f"/v1/agreements/{made['id']}", "demo-bureau").json["status"] == "ended"

@@ -18,7 +18,7 @@ import yaml
 
 from gateway.http.app import all_routes
 from gateway.http.openapi import document
-from tests.support import BIN, Gateway, Reply, call, seed_demo_data
+from tests.support import BIN, Gateway, Reply, call, record_agreement, seed_demo_data
 
 FAST = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000", "GATEWAY_RATE_LIMIT_BURST": "2000"}
 BOARD_FIELDS = {"title", "model", "price_minor", "cap_minor", "trial_until", "registration_code"}
@@ -115,6 +115,7 @@ def test_a_cap_is_a_separate_act_and_refuses_prices_above_it(gw: Gateway, spec: 
              "parameters": [{"name": "min_age", "type": "integer", "minimum": 0, "maximum": 100, "example": 18}],
              "epsilon": "0.1", "price_minor": 900, "price_model": "per_call", "cached_price_minor": 200}
     ok(gw.api("POST", "/v1/products", "demo-merchant", draft), 201)
+    record_agreement(gw, ["residents"], ["pricing-towns"])
     ok(gw.api("POST", "/v1/products/pricing-towns/versions/1/submit", "demo-merchant"))
     ok(gw.api("POST", "/v1/price-caps", "demo-bureau", {"product_id": "pricing-towns", "model": "per_call",
                                                         "cap_minor": 600, "reason": "registered"}), 201)
@@ -322,6 +323,7 @@ def _publish(gw: Gateway, product_id: str, sql: str, **price: Any) -> None:
              "parameters": [{"name": "min_age", "type": "integer", "minimum": 0, "maximum": 100, "example": 18}],
              "epsilon": "0.05", **price}
     ok(gw.api("POST", "/v1/products", "demo-merchant", draft), 201)
+    record_agreement(gw, ["residents"], [product_id])
     ok(gw.api("POST", f"/v1/products/{product_id}/versions/1/submit", "demo-merchant"))
     ok(gw.api("POST", f"/v1/products/{product_id}/versions/1/publish", "demo-bureau"))
 

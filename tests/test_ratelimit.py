@@ -11,7 +11,7 @@ import pytest
 from gateway.http import ratelimit
 from gateway.http.ratelimit import RateLimiter
 from tests.store_support import postgres_schema
-from tests.support import Gateway, Reply, demo_gateway, seed_demo_data
+from tests.support import Gateway, Reply, demo_gateway, record_agreement, seed_demo_data
 
 
 class Clock:
@@ -100,6 +100,7 @@ def test_a_policy_rate_limit_applies_per_client_and_dataset(tight: Gateway) -> N
              "epsilon": "0.1", "price_minor": 10}
     assert tight.api("POST", "/v1/products", "demo-merchant", draft).status == 201
     assert tight.api("POST", "/v1/products/firms-by-industry/versions/1/submit", "demo-merchant").status == 200
+    record_agreement(tight, ["enterprises"], ["firms-by-industry"])
     assert tight.api("POST", "/v1/products/firms-by-industry/versions/1/publish", "demo-bureau").status == 200
     calls = [tight.api("POST", "/v1/products/firms-by-industry/invoke", "demo-bank", {"params": {"min": n}})
              for n in range(3)]

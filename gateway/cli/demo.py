@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.auth.secrets import hash_secret, new_secret
 from gateway.cli.demo_pricing import seed_demo_pricing, trial_end
+from gateway.core.agreements import Terms
 from gateway.core.budget import to_nano
 from gateway.settings import Settings
 from gateway.statefolder import state_lock
-from gateway.store import grants, identity
+from gateway.store import agreements, grants, identity
 from gateway.store.db import Store, Tx
 
 # (client id, organisation, organisation kind, roles)
@@ -51,15 +55,36 @@ def _seed(tx: Tx, secrets: dict[str, str]) -> None:
             identity.create_client(tx, client_id, org, roles, hash_secret(secrets[client_id]))
         else:
             identity.set_client_secret(tx, client_id, hash_secret(secrets[client_id]))
+    _ensure_agreement(tx)
     for n, (org, dataset, limit) in enumerate(GRANTS, start=1):
         grant_id = f"demo-grant-{n}"
         if tx.one("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)) is None:
-            grants.create_grant(tx, grant_id, org, dataset, to_nano(Decimal(limit)), "system")
+            grants.create_grant(tx, grant_id, org, dataset, to_nano(Decimal(limit)), "system",
+                                agreement_id=DEMO_AGREEMENT)
     for n, (org, dataset, limit, purpose_class) in enumerate(PUBLIC_GRANTS, start=1):
         grant_id = f"demo-public-grant-{n}"
         if tx.one("SELECT 1 FROM grants WHERE grant_id = ?", (grant_id,)) is None:
             grants.create_grant(tx, grant_id, org, dataset, to_nano(Decimal(limit)), "system",
-                                purpose_class=purpose_class)
+                                purpose_class=purpose_class, agreement_id=DEMO_AGREEMENT)
+
+
+# The demo county's authorisation agreement: every demo dataset and product stands on it.
+DEMO_AGREEMENT = "agr-demo-county"
+
+
+def _ensure_agreement(tx: Tx) -> None:
+    if agreements.get(tx, DEMO_AGREEMENT) is not None:
+        return
+    datasets = tuple(sorted(r[0] for r in tx.all("SELECT dataset FROM datasets")))
+    terms = Terms(
+        authorising_body="Lingxi County People's Government", operator=DEMO_MERCHANT, datasets=datasets,
+        product_ids=tuple(sorted(p[0] for p in PRODUCTS)), starts_on=date(2025, 1, 1), ends_on=date(2045, 12, 31),
+        duties="Serve the county's public data only through the gateway's differentially private releases; "
+               "keep the audit log; report yearly to the data bureau.",
+        exit_terms="On exit or at the end of the term every grant and product standing on this agreement ends; "
+                   "nothing derived from the data is kept.",
+        document_sha256=hashlib.sha256(b"demo county authorisation agreement").hexdigest())
+    agreements.create(tx, terms, ZoneInfo("Asia/Shanghai"), "system", DEMO_AGREEMENT)
 
 
 def ensure_demo_county(store: Store, state_dir: Path, base_url: str) -> Path:
@@ -152,7 +177,7 @@ def seed_demo_products(store: Store) -> None:
             body = {**body, "trial_price_minor": TRIAL_PRICE_MINOR, "trial_until": trial_end()}
         definition = build_definition(policy, body, max_sql_chars=8192)
         store.run_sync(seed_published, product_id, DEMO_MERCHANT, dataset, definition, policy.version,
-                       "system")
+                       "system", DEMO_AGREEMENT)
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ SECURITY_HEADERS = {
 
 def all_pages() -> tuple[Page, ...]:
     from gateway.console import (
+        agreements_pages,
         applications_pages,
         bureau_pages,
         people_pages,
@@ -41,8 +42,9 @@ def all_pages() -> tuple[Page, ...]:
         status_pages,
     )
 
-    return (people_pages.PAGES + requester_pages.PAGES + applications_pages.PAGES + products_pages.PAGES
-            + bureau_pages.PAGES + policy_pages.PAGES + source_pages.PAGES + status_pages.PAGES + prices_page.PAGES)
+    return (people_pages.PAGES + requester_pages.PAGES + applications_pages.PAGES + agreements_pages.PAGES
+            + products_pages.PAGES + bureau_pages.PAGES + policy_pages.PAGES + source_pages.PAGES + status_pages.PAGES
+            + prices_page.PAGES)
 
 
 def create_environment(app: web.Application) -> jinja2.Environment:

@@ -164,6 +164,8 @@ EXPLANATIONS = {
     "dataset_suspended": i18n.N_("The dataset is suspended by its source department or the bureau: "
                                  "no query or product on it is answered until it is resumed."),
     "dataset_withdrawn": i18n.N_("The dataset has been withdrawn for good: its grants have ended."),
+    "agreement_ended": i18n.N_("The authorisation agreement this stood on has ended: its grants and products "
+                               "have stopped."),
     "budget_exhausted": i18n.N_("This query would spend more privacy budget than is left this month."),
     "policy_violation": i18n.N_("The dataset's policy does not allow this query."),
     "invalid_query": i18n.N_("The SQL could not be read, or uses something the query language lacks."),

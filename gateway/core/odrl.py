@@ -10,7 +10,9 @@ The mapping, from the gateway's terms to ODRL's:
 - a prohibition to `distribute` (the answers are the requester's, not to be passed on).
 
 The states of the contract follow the grant: an `active` grant is a concluded agreement, `revoked`
-and `ended` (a withdrawal) terminate it, a suspended dataset suspends it (`gw:state`).
+and `ended` (a withdrawal, or its authorisation agreement's end) terminate it, a suspended dataset
+suspends it (`gw:state`). The authorisation agreement it stands on is `gw:agreement` (its id) and
+`dct:source` (its address).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class GrantTerms:
     price_minor: int | None
     currency: str
     state: str  # active | suspended | revoked | ended | expired
+    agreement_id: str | None = None  # the authorisation agreement the grant stands on
 
 
 def _party(base: str, org_id: str, role: str) -> dict[str, Any]:
@@ -86,11 +89,15 @@ def agreement(t: GrantTerms) -> dict[str, Any]:
             _constraint("payAmount", "eq", {"@value": f"{t.price_minor / 100:.2f}", "@type": "xsd:decimal"},
                         f"gw:currency/{t.currency}"),
             _constraint("event", "eq", "gw:perCall")]}]
+    stands_on = {"gw:agreement": t.agreement_id, "dct:source": f"{base}/v1/agreements/{t.agreement_id}"} \
+        if t.agreement_id else {}
     return {
-        "@context": [ODRL_CONTEXT, {"gw": GATEWAY_VOCABULARY, "xsd": "http://www.w3.org/2001/XMLSchema#"}],
+        "@context": [ODRL_CONTEXT, {"gw": GATEWAY_VOCABULARY, "xsd": "http://www.w3.org/2001/XMLSchema#",
+                                    "dct": "http://purl.org/dc/terms/"}],
         "@type": "Agreement",
         "uid": f"{base}/v1/grants/{t.grant_id}",
         "gw:state": t.state,
+        **stands_on,
         "assigner": assigners,
         "assignee": assignee,
         "target": target,

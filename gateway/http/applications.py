@@ -42,10 +42,11 @@ async def get_application(request: web.Request, application_id: str) -> web.Resp
 @route("POST", "/v1/applications/{application_id}/approve", {"bureau"}, body="ApprovalIn", body_optional=True,
        answer="Application", problems=(409,))
 async def approve_application(request: web.Request, application_id: str, body: dict[str, Any]) -> web.Response:
-    """The bureau approves, possibly with a smaller budget, an expiry or a corrected purpose class."""
+    """The bureau approves, possibly with a smaller budget, an expiry or a corrected purpose class, under
+    an authorisation agreement (named, or the one in force covering it; 409 when none does)."""
     done = await applications.approve(request.app[RUNTIME], principal(request), application_id,
                                       body.get("epsilon_per_period"), body.get("valid_until"),
-                                      purpose_class=body.get("purpose_class"))
+                                      purpose_class=body.get("purpose_class"), agreement_id=body.get("agreement_id"))
     return web.json_response(done)
 
 

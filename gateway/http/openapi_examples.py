@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.http.openapi_agreements import AGREEMENT_EXAMPLES
+
 _H1 = "99c597cabef843a64dbb36ba47202b01cf2783062a286a64605a672cdffe8440"
 _H2 = "c637c324b9ccffc9fa321901eb5e15e9776f2f4edb6acbe75e398bef93c87634"
 _T = "2026-11-07T16:45:33.385805Z"
@@ -26,7 +28,8 @@ _APPLICATION = {
 _GRANT = {"id": "demo-grant-1", "grant_id": "demo-grant-1", "purpose_class": "industry",
           "org_id": "lingxi-rural-bank", "dataset": "residents",
           "product_id": None,
-          "epsilon_per_period": 10.0, "valid_from": _T, "valid_until": None, "status": "active", "created_at": _T}
+          "epsilon_per_period": 10.0, "valid_from": _T, "valid_until": None, "status": "active", "created_at": _T,
+          "agreement_id": "agr-demo-county"}
 _PARAMETERS = [{"name": "min_age", "type": "integer", "description": "Youngest age in the band.", "minimum": 16,
                 "maximum": 100, "example": 25},
                {"name": "max_age", "type": "integer", "description": "Oldest age in the band.", "minimum": 16,
@@ -222,6 +225,8 @@ EXAMPLES.update({
 })
 
 # Alternative media types of an answer, by schema name and type.
+EXAMPLES.update(AGREEMENT_EXAMPLES)
+
 TEXT_EXAMPLES: dict[tuple[str, str], str] = {
     ("Invoice", "text/csv"): "line,kind,dataset,product_id,quantity,unit_price_minor,amount_minor,currency\n"
                              "1,usage,residents,,3,500,1500,CNY\n",

@@ -59,6 +59,7 @@ TAGS: dict[str, str] = {
     "clients": "One client: its secret and status.",
     "applications": "Applications for grants, their approval and co-signature.",
     "grants": "Grants: a requester's contract on a dataset or product.",
+    "agreements": "Authorisation agreements (授权运营协议): what every grant and product stands on.",
     "products": "Data products: drafted by merchants, approved by the bureau, invoked by requesters.",
     "invoices": "A requester's monthly invoice (JSON or CSV).",
     "revenue": "Monthly revenue statements of the bureau, source departments and merchants.",

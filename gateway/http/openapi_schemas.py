@@ -7,6 +7,7 @@ Answer schemas list what is always there as required and mark what may be null.
 
 from __future__ import annotations
 
+from gateway.http.openapi_agreements import AGREEMENT_SCHEMAS
 from gateway.http.openapi_circulation import CIRCULATION
 from gateway.http.openapi_pricing import PRICING_SCHEMAS
 from gateway.http.schema_parts import (
@@ -167,4 +168,4 @@ _SCHEMAS: dict[str, Schema] = {
     "SnapshotUpload": {"type": "string", "format": "binary", "description": "Parquet or CSV bytes."},
 }
 
-SCHEMAS: dict[str, Schema] = {**ENUMS, **_SCHEMAS, **CIRCULATION, **PRICING_SCHEMAS}
+SCHEMAS: dict[str, Schema] = {**ENUMS, **_SCHEMAS, **CIRCULATION, **PRICING_SCHEMAS, **AGREEMENT_SCHEMAS}

@@ -95,11 +95,13 @@ async def submit_version(request: web.Request, product_id: str, version: str) ->
     return web.json_response(made)
 
 
-@route("POST", "/v1/products/{product_id}/versions/{version}/publish", {"bureau"}, answer="ProductVersion",
-       problems=(409, 410))
-async def publish_version(request: web.Request, product_id: str, version: str) -> web.Response:
-    """The bureau publishes a submitted version, immutable from now on."""
-    made = await products.publish(request.app[RUNTIME], principal(request), product_id, _version(version))
+@route("POST", "/v1/products/{product_id}/versions/{version}/publish", {"bureau"}, body="PublishIn",
+       body_optional=True, answer="ProductVersion", problems=(409, 410))
+async def publish_version(request: web.Request, product_id: str, version: str, body: dict[str, Any]) -> web.Response:
+    """The bureau publishes a submitted version, immutable from now on, under the authorisation agreement
+    named (or else the one in force listing the product; 409 when there is none)."""
+    made = await products.publish(request.app[RUNTIME], principal(request), product_id, _version(version),
+                                  body.get("agreement_id"))
     return web.json_response(made)
 
 

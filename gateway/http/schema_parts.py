@@ -99,6 +99,8 @@ ENUMS: dict[str, Schema] = {
     "OrgKind": {"type": "string", "enum": ["requester", "merchant"]},
     "ApplicationStatus": {"type": "string", "enum": ["pending", "approved", "rejected", "closed"]},
     "GrantStatus": {"type": "string", "enum": ["active", "expired", "revoked", "ended"]},
+    "AgreementStatus": {"type": "string", "enum": ["active", "not_started", "expired", "ended"],
+                        "description": "expired: its last day passed (it is ended at the next sweep)."},
     "ProductVersionStatus": {"type": "string",
                              "enum": ["draft", "submitted", "published", "superseded", "rejected", "discarded"]},
     "PeriodStatus": {"type": "string", "enum": ["open", "closed"],

@@ -70,8 +70,24 @@ async def sweep_interrupted(runtime: Runtime) -> None:
                                     "kept_spent": spent}))
 
 
+async def end_lapsed_agreements(runtime: Runtime) -> None:
+    """Background: an authorisation agreement whose last day has passed ends, and with it what
+    stands on it (its grants and products already stop at that moment: they read its term)."""
+    from gateway.store import agreements
+
+    while True:
+        await asyncio.sleep(runtime.settings.agreement_sweep_seconds)
+        try:
+            ended = await runtime.store.write(agreements.end_lapsed)
+        except Exception:  # retried at the next round
+            log.warning("sweep of lapsed agreements failed", exc_info=True)
+            continue
+        if ended:
+            log.warning(json.dumps({"msg": "agreements ended by their term", "agreements": ended}))
+
+
 @contextlib.asynccontextmanager
 async def background(runtime: Runtime) -> AsyncIterator[None]:
     async with task_running(poll_store(runtime)), task_running(purge_idempotency_keys(runtime)), \
-            task_running(sweep_interrupted(runtime)):
+            task_running(sweep_interrupted(runtime)), task_running(end_lapsed_agreements(runtime)):
         yield

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.auth.tokens import Principal
 from gateway.clock import utc_now_text
+from gateway.core.agreements import ended_refusal
 from gateway.core.budget import (
     NO_EPSILON_CAP,
     from_nano,
@@ -41,6 +42,7 @@ from gateway.metrics import REFUSAL_REASONS
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.service.readiness import ensure_ready
+from gateway.store import agreements as store_agreements
 from gateway.store import audit, ledger
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
@@ -155,7 +157,13 @@ async def _grant_limit_of(runtime: Runtime, org_id: str, dataset: str, product_i
             pass
     grants = await runtime.store.read(store_grants.active_grants, org_id, utc_now_text())
     state.grants.put(org_id, grants)
-    return _grant_limit_with_bases(runtime, grants, dataset, product_id)
+    try:
+        return _grant_limit_with_bases(runtime, grants, dataset, product_id)
+    except Forbidden:  # say so when an agreement's end is why there is no grant (410 agreement_ended)
+        ended = await runtime.store.read(store_agreements.ended_under, org_id, dataset, product_id)
+        if ended is not None:
+            raise ended_refusal(*ended) from None
+        raise
 
 
 async def may_ask_again(runtime: Runtime, who: Principal, dataset: str, product_id: str | None) -> None:

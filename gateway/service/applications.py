@@ -11,6 +11,7 @@ step is taken (issue 19 point 6); a co-signature covers the terms it was given o
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ from gateway.core.pages import Page, PageRequest
 from gateway.core.pricing import INDUSTRY, PUBLIC_CLASSES, PURPOSE_CLASSES
 from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
+from gateway.service import agreements
 from gateway.service.admission import AdmissionState
 from gateway.service.visibility import visible
 from gateway.store import applications as store_apps
@@ -106,7 +108,12 @@ async def apply(runtime: Runtime, who: Principal, dataset: Any, product_id: Any,
         valid_until_requested=parse_expiry(runtime, valid_until), status="pending",
         needs_cosign=policy.requires_source_cosign, purpose_class=stated_class)
     rules = rules_now(runtime, dataset, app.epsilon_requested_nano, stated_class)
-    created = await runtime.store.write(_submit, app, rules)
+    agreement = None
+    if rules.auto_approval_holds:  # only under an agreement in force; else the bureau decides
+        agreement = await agreements.maybe_standing(runtime, dataset, product_id, app.valid_until_requested)
+        if agreement is None:
+            rules = replace(rules, auto_approval_holds=False)
+    created = await runtime.store.write(_submit, app, rules, agreement.agreement_id if agreement else None)
     return created.as_dict()
 
 
@@ -119,12 +126,12 @@ def rules_now(runtime: Runtime, dataset: str, epsilon_nano: int, purpose_class: 
                  and purpose_class not in PUBLIC_CLASSES)
 
 
-def _submit(tx: Tx, app: store_apps.Application, rules: Rules) -> store_apps.Application:
+def _submit(tx: Tx, app: store_apps.Application, rules: Rules, agreement_id: str | None) -> store_apps.Application:
     created = store_apps.create_application(tx, app)
     if not rules.auto_approval_holds:
         return created
     return store_apps.approve(tx, app.application_id, AUTO_APPROVER, app.epsilon_requested_nano,
-                              app.valid_until_requested, auto=True, rules=rules)
+                              app.valid_until_requested, auto=True, rules=rules, agreement_id=agreement_id)
 
 
 async def visible_application(runtime: Runtime, who: Principal, application_id: str) -> store_apps.Application:
@@ -146,8 +153,9 @@ async def applications_page(runtime: Runtime, who: Principal, page: PageRequest)
 
 
 async def approve(runtime: Runtime, who: Principal, application_id: str, epsilon: Any,
-                  valid_until: Any, *, purpose_class: Any = None) -> dict[str, Any]:
-    """The bureau's approval, possibly with a smaller budget, an expiry or a corrected class."""
+                  valid_until: Any, *, purpose_class: Any = None, agreement_id: Any = None) -> dict[str, Any]:
+    """The bureau's approval, possibly with a smaller budget, an expiry or a corrected class, under
+    the authorisation agreement named (or else the one in force covering it; 409 when none does)."""
     app = await visible_application(runtime, who, application_id)
     approved_class = parse_purpose_class(purpose_class, app.purpose_class)
     eps_nano = app.epsilon_requested_nano if epsilon is None else to_nano(parse_epsilon(epsilon))
@@ -155,8 +163,9 @@ async def approve(runtime: Runtime, who: Principal, application_id: str, epsilon
         raise InvalidRequest("the approved budget cannot exceed the budget applied for")
     expiry = parse_expiry(runtime, valid_until) if valid_until is not None else app.valid_until_requested
     rules = rules_now(runtime, app.dataset, eps_nano, approved_class)
+    agreement = await agreements.standing(runtime, agreement_id, app.dataset, app.product_id, expiry)
     done = await runtime.store.write(store_apps.approve, app.application_id, who.client_id, eps_nano, expiry,
-                                     False, rules, approved_class)
+                                     False, rules, approved_class, agreement.agreement_id)
     return done.as_dict()
 
 

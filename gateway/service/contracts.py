@@ -43,5 +43,5 @@ async def grant_agreement(runtime: Runtime, who: Principal, grant_id: str, base_
         epsilon_per_period=str(from_nano(g.epsilon_limit_nano)), delta_per_period=None, period="P1M",
         valid_from=g.valid_from, valid_until=g.valid_until,
         price_minor=product_price if g.product_id else policy.pricing.per_call_minor,
-        currency=policy.pricing.currency, state=state)
+        currency=policy.pricing.currency, state=state, agreement_id=g.agreement_id)
     return agreement(terms)

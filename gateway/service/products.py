@@ -22,14 +22,16 @@ from gateway.core.policy import DatasetPolicy
 from gateway.core.pricing import plan_of_product, product_pricing
 from gateway.core.products import Template, bind, bind_values, draft_template, parse_parameters, parse_template
 from gateway.core.twin import TWIN_ROWS, Answer, evaluate, twin_rows
-from gateway.errors import DatasetWithdrawn, InvalidRequest, NotFound, ProductRetired, ProductSuspended
+from gateway.errors import AgreementEnded, DatasetWithdrawn, InvalidRequest, NotFound, ProductRetired, ProductSuspended
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
+from gateway.service import agreements
 from gateway.service.admission import ProductCall, refusals_recorded
 from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
 from gateway.service.queries import run_query
 from gateway.service.visibility import visible
+from gateway.store import agreements as store_agreements
 from gateway.store import pricing as store_pricing
 from gateway.store import product_status
 from gateway.store import products as store_products
@@ -78,13 +80,16 @@ async def _definition(runtime: Runtime, dataset: str, body: dict[str, Any]) -> t
 
 
 def seed_published(tx: Tx, product_id: str, merchant_org: str, dataset: str, definition: dict[str, Any],
-                   policy_version: str, actor: str) -> bool:
-    """Draft, submit and publish in one go (the demo county's own products); False if present."""
+                   policy_version: str, actor: str, agreement_id: str | None = None) -> bool:
+    """Draft, submit and publish in one go (the demo county's own products), under an agreement
+    when one is named; False if present."""
     if store_products.get_product(tx, product_id) is not None:
         return False
     store_products.create_product(tx, product_id, merchant_org, dataset, definition, policy_version, actor)
     store_products.submit(tx, product_id, 1, actor)
     store_products.publish(tx, product_id, 1, actor)
+    if agreement_id is not None:
+        store_agreements.set_product_agreement(tx, product_id, agreement_id, actor)
     return True
 
 
@@ -205,10 +210,20 @@ async def submit(runtime: Runtime, who: Principal, product_id: str, version: int
     return version_view(product, await _version(runtime, product_id, version))
 
 
-async def publish(runtime: Runtime, who: Principal, product_id: str, version: int) -> dict[str, Any]:
+async def publish(runtime: Runtime, who: Principal, product_id: str, version: int,
+                  agreement_id: Any = None) -> dict[str, Any]:
+    """Publish under the authorisation agreement named, or else the one in force listing the
+    product (409 when none does, or the product or its dataset is outside the one named)."""
     product, _v = await _owned_version(runtime, who, product_id, version)
-    await runtime.store.write(store_pricing.publish_product_within_cap, product_id, version, who.client_id)
+    agreement = await agreements.standing(runtime, agreement_id, product.dataset, product_id, None)
+    await runtime.store.write(_publish_under, product, version, who.client_id, agreement.agreement_id)
     return version_view(product, await _version(runtime, product_id, version))
+
+
+def _publish_under(tx: Tx, product: store_products.Product, version: int, actor: str, agreement_id: str) -> None:
+    store_agreements.hold_to(tx, agreement_id, product.dataset, product.product_id, None)
+    store_pricing.publish_product_within_cap(tx, product.product_id, version, actor)
+    store_agreements.set_product_agreement(tx, product.product_id, agreement_id, actor)
 
 
 async def reject(runtime: Runtime, who: Principal, product_id: str, version: int, reason: Any) -> dict[str, Any]:
@@ -269,6 +284,8 @@ async def published_product(runtime: Runtime, product_id: str) -> tuple[store_pr
     product, version, state = found
     if runtime.registry.withdrawn(product.dataset):
         raise DatasetWithdrawn("the product's dataset has been withdrawn; the product has stopped")
+    if state.agreement_ended and state.bureau_status != "retired":
+        raise AgreementEnded("the authorisation agreement this product stood on has ended; the product has stopped")
     if state.status == "retired":
         raise ProductRetired("the bureau has retired this product")
     return product, version, state.status

@@ -23,6 +23,7 @@ from gateway.core.budget import nano_to_float
 from gateway.core.cosign import AUTO_APPROVER, Rules, Terms, widenings
 from gateway.core.pages import Page, PageRequest, collect
 from gateway.errors import Conflict
+from gateway.store import agreements as store_agreements
 from gateway.store import audit
 from gateway.store import grants as store_grants
 from gateway.store.db import Tx
@@ -54,6 +55,7 @@ class Application:
     cosign_terms: str | None = None  # canonical JSON of the Terms co-signed
     purpose_class: str = "industry"  # as the application states it
     purpose_class_approved: str | None = None  # as the bureau approved (or corrected) it
+    agreement_id: str | None = None  # the agreement the bureau approved it under; its grant stands on it
 
     @property
     def terms(self) -> Terms:
@@ -78,6 +80,7 @@ class Application:
             "valid_until": self.valid_until, "reason": self.decided_reason, "grant_id": self.grant_id,
             "created_at": self.created_at, "updated_at": self.updated_at,
             "purpose_class": self.purpose_class, "purpose_class_approved": self.purpose_class_approved,
+            "agreement_id": self.agreement_id,
         }
 
 
@@ -165,7 +168,8 @@ def _pending(tx: Tx, application_id: str) -> Application:
 
 
 def approve(tx: Tx, application_id: str, actor: str, epsilon_nano: int, valid_until: str | None,
-            auto: bool = False, rules: Rules | None = None, purpose_class: str | None = None) -> Application:
+            auto: bool = False, rules: Rules | None = None, purpose_class: str | None = None,
+            agreement_id: str | None = None) -> Application:
     """The bureau's approval (or the policy's automatic one), with the purpose class as stated or
     as the bureau corrects it; a grant if nothing else is awaited."""
     app = _pending(tx, application_id)
@@ -174,11 +178,11 @@ def approve(tx: Tx, application_id: str, actor: str, epsilon_nano: int, valid_un
     now = utc_now_text()
     approved_class = purpose_class or app.purpose_class
     tx.execute("UPDATE applications SET bureau_by = ?, bureau_at = ?, epsilon_approved_nano = ?, valid_until = ?, "
-               "purpose_class_approved = ?, updated_at = ? WHERE application_id = ?",
-               (actor, now, epsilon_nano, valid_until, approved_class, now, application_id))
+               "purpose_class_approved = ?, agreement_id = ?, updated_at = ? WHERE application_id = ?",
+               (actor, now, epsilon_nano, valid_until, approved_class, agreement_id, now, application_id))
     audit.append(tx, "application.auto_approved" if auto else "application.approved", actor, application_id,
                  {"epsilon_nano": epsilon_nano, "valid_until": valid_until, "purpose_class": approved_class,
-                  "purpose_class_stated": app.purpose_class})
+                  "purpose_class_stated": app.purpose_class, "agreement": agreement_id})
     approved = get_application(tx, application_id)
     assert approved is not None
     if approved.cosign_at is not None and approved.cosign_terms:
@@ -214,10 +218,13 @@ def _grant_when_complete(tx: Tx, application_id: str, actor: str, rules: Rules |
     if app.bureau_at is None or (app.needs_cosign and app.cosign_at is None):
         return app
     assert app.epsilon_approved_nano is not None
+    if app.agreement_id is not None:  # still in force, as the store has it now
+        store_agreements.hold_to(tx, app.agreement_id, app.dataset, app.product_id, app.valid_until)
     grant_id = "grant-" + uuid.uuid4().hex[:16]
     store_grants.create_grant(tx, grant_id, app.org_id, app.dataset, app.epsilon_approved_nano, actor,
                               product_id=app.product_id, valid_until=app.valid_until,
-                              purpose_class=app.purpose_class_approved or app.purpose_class)
+                              purpose_class=app.purpose_class_approved or app.purpose_class,
+                              agreement_id=app.agreement_id)
     now = utc_now_text()
     tx.execute("UPDATE applications SET status = 'approved', grant_id = ?, updated_at = ? WHERE application_id = ?",
                (grant_id, now, application_id))
@@ -265,16 +272,16 @@ class GrantView:
                 "product_id": g.product_id,
                 "epsilon_per_period": nano_to_float(g.epsilon_limit_nano), "valid_from": g.valid_from,
                 "valid_until": g.valid_until, "status": status, "created_at": self.created_at,
-                "purpose_class": g.purpose_class}
+                "purpose_class": g.purpose_class, "agreement_id": g.agreement_id}
 
 
 _GRANT_COLUMNS = ("grant_id, org_id, dataset, product_id, epsilon_limit_nano, valid_from, valid_until, status, "
-                  "purpose_class")
+                  "purpose_class, agreement_id")
 
 
 def _grant_view(row: tuple[Any, ...]) -> GrantView:
-    g = store_grants.Grant(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6], row[7], row[8])
-    return GrantView(g, row[9])
+    g = store_grants.Grant(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6], row[7], row[8], row[9])
+    return GrantView(g, row[10])
 
 
 def list_grants(tx: Tx, org_id: str | None, datasets: tuple[str, ...] | None) -> list[GrantView]:
@@ -307,19 +314,7 @@ def revoke_grant(tx: Tx, grant_id: str, actor: str, reason: str) -> bool:
 def end_dataset_access(tx: Tx, dataset: str, actor: str, reason: str = "dataset withdrawn") -> tuple[int, int]:
     """A withdrawn dataset (or one built on it): its grants end and its pending applications
     close, each audited."""
-    grants = [r[0] for r in tx.all("SELECT grant_id FROM grants WHERE dataset = ? AND status = 'active' "
-                                   "ORDER BY grant_id", (dataset,))]
-    for grant_id in grants:
-        tx.execute("UPDATE grants SET status = 'ended' WHERE grant_id = ?", (grant_id,))
-        audit.append(tx, "grant.ended", actor, grant_id, {"dataset": dataset, "reason": reason})
-    pending = [r[0] for r in tx.all("SELECT application_id FROM applications WHERE dataset = ? AND "
-                                    "status = 'pending' ORDER BY application_id", (dataset,))]
-    now = utc_now_text()
-    for application_id in pending:
-        tx.execute("UPDATE applications SET status = 'closed', decided_reason = ?, "
-                   "updated_at = ? WHERE application_id = ?", (reason, now, application_id))
-        audit.append(tx, "application.closed", actor, application_id, {"reason": reason})
-    return len(grants), len(pending)
+    return store_grants.end_access(tx, "dataset", dataset, actor, reason)
 
 
 def end_derived_grants(tx: Tx, org_id: str, base: str, derived: Sequence[str], actor: str) -> int:

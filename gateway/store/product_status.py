@@ -21,29 +21,32 @@ _AUDIT_KIND = {"active": "product.resumed", "suspended": "product.suspended", "r
 class SaleState:
     bureau_status: str  # active, suspended or retired
     merchant_status: str  # the merchant organisation's: active or suspended
+    agreement_ended: bool = False  # the agreement it stands on has ended (or its term passed): it has stopped
 
     @property
     def status(self) -> str:
-        """What a requester sees: `retired`, `suspended` (by the bureau or with its merchant), or
-        `published`."""
-        if self.bureau_status == "retired":
+        """What a requester sees: `retired` (by the bureau, or its agreement ended: a new version
+        published under an agreement in force sells again), `suspended` (by the bureau or with its
+        merchant), or `published`."""
+        if self.bureau_status == "retired" or self.agreement_ended:
             return "retired"
         if self.bureau_status == "suspended" or self.merchant_status != "active":
             return "suspended"
         return "published"
 
 
-_STATE = ("SELECT p.product_id, p.bureau_status, o.status FROM products p "
-          "JOIN organisations o ON o.org_id = p.merchant_org")
+_STATE = ("SELECT p.product_id, p.bureau_status, o.status, CASE WHEN p.agreement_id IS NULL THEN 0 "
+          "WHEN a.status = 'active' AND a.ends_at > ? THEN 0 ELSE 1 END FROM products p "
+          "JOIN organisations o ON o.org_id = p.merchant_org LEFT JOIN agreements a ON a.agreement_id = p.agreement_id")
 
 
 def sale_state(tx: Tx, product_id: str) -> SaleState | None:
-    row = tx.one(_STATE + " WHERE p.product_id = ?", (product_id,))
-    return SaleState(row[1], row[2]) if row else None
+    row = tx.one(_STATE + " WHERE p.product_id = ?", (utc_now_text(), product_id))
+    return SaleState(row[1], row[2], bool(row[3])) if row else None
 
 
 def sale_states(tx: Tx) -> dict[str, SaleState]:
-    return {r[0]: SaleState(r[1], r[2]) for r in tx.all(_STATE)}
+    return {r[0]: SaleState(r[1], r[2], bool(r[3])) for r in tx.all(_STATE, (utc_now_text(),))}
 
 
 def set_bureau_status(tx: Tx, product_id: str, status: str, actor: str, reason: str) -> bool:
