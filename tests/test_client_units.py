@@ -47,6 +47,22 @@ def test_answers_become_the_right_exception(status: int, body: bytes, cls: type,
     assert isinstance(error, gc.GatewayError) and isinstance(error.problem, dict) and error.detail
 
 
+def test_every_code_the_gateway_answers_has_its_class() -> None:
+    """A new refusal on the server (product_retired, agreement_ended...) gets its class here too,
+    with the same status; only the server's generic 500 stays a plain GatewayError."""
+    import inspect
+
+    from gateway import errors as server
+
+    codes = {c.code: c.status for _, c in inspect.getmembers(server, inspect.isclass)
+             if issubclass(c, server.GatewayError) and c.code != "internal_error"}
+    assert {"product_retired", "agreement_ended", "price_over_cap"} <= set(codes)
+    for code, status in codes.items():
+        error = error_from_answer(status, {}, problem(status, code))
+        assert type(error) is not gc.GatewayError and error.code == code and error.status == status, code
+        assert type(error).default_status == status, code  # OAuth's invalid_client is an Unauthorized
+
+
 def test_exception_extras() -> None:
     violation = error_from_answer(422, {}, problem(422, "policy_violation", reasons=["a", "b"]))
     assert violation.reasons == ("a", "b")

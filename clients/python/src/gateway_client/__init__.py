@@ -12,6 +12,7 @@ from gateway_client.aio import AsyncClient
 from gateway_client.answer import Answer
 from gateway_client.client import Client
 from gateway_client.errors import (
+    AgreementEnded,
     BudgetExhausted,
     Conflict,
     ConnectionFailed,
@@ -27,6 +28,9 @@ from gateway_client.errors import (
     NotFound,
     PayloadTooLarge,
     PolicyViolation,
+    PriceOverCap,
+    ProductRetired,
+    ProductSuspended,
     RateLimited,
     ReleaseFailed,
     Unauthorized,
@@ -38,6 +42,7 @@ from gateway_client.receipts import ReceiptInvalid, verify_receipt
 
 __version__ = "0.1.0"
 __all__ = [
+    "AgreementEnded",
     "Answer",
     "AsyncClient",
     "BudgetExhausted",
@@ -56,6 +61,9 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PolicyViolation",
+    "PriceOverCap",
+    "ProductRetired",
+    "ProductSuspended",
     "RateLimited",
     "ReceiptInvalid",
     "ReleaseFailed",

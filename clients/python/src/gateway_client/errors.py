@@ -10,12 +10,16 @@
     ├── MethodNotAllowed              405 method_not_allowed
     ├── Conflict                      409 conflict
     │   ├── IdempotencyInProgress     409 idempotency_in_progress
-    │   └── DatasetSuspended          409 dataset_suspended
+    │   ├── DatasetSuspended          409 dataset_suspended
+    │   └── ProductSuspended          409 product_suspended
     ├── DatasetWithdrawn              410 dataset_withdrawn
+    ├── ProductRetired                410 product_retired
+    ├── AgreementEnded                410 agreement_ended        (the authorisation agreement under a grant)
     ├── PayloadTooLarge               413 payload_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── Unprocessable                 422 unprocessable
     │   ├── PolicyViolation           422 policy_violation       (`.reasons`)
+    │   ├── PriceOverCap              422 price_over_cap         (`.reasons`)
     │   └── IdempotencyKeyReused      422 idempotency_key_reused
     ├── RateLimited                   429 rate_limited           (`.retry_after`, seconds)
     ├── ReleaseFailed                 500 release_failed
@@ -107,8 +111,20 @@ class DatasetSuspended(Conflict):
     default_code = "dataset_suspended"
 
 
+class ProductSuspended(Conflict):
+    default_code = "product_suspended"
+
+
 class DatasetWithdrawn(GatewayError):
     default_status, default_code = 410, "dataset_withdrawn"
+
+
+class ProductRetired(GatewayError):
+    default_status, default_code = 410, "product_retired"
+
+
+class AgreementEnded(GatewayError):
+    default_status, default_code = 410, "agreement_ended"
 
 
 class PayloadTooLarge(GatewayError):
@@ -122,15 +138,21 @@ class UnsupportedMediaType(GatewayError):
 class Unprocessable(GatewayError):
     default_status, default_code = 422, "unprocessable"
 
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every reason for the refusal (the gateway lists them all at once), else the detail."""
+        raw = self.problem.get("reasons")
+        return tuple(str(r) for r in raw) if isinstance(raw, list) else (self.detail,)
+
 
 class PolicyViolation(Unprocessable):
     default_code = "policy_violation"
 
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Every reason the policy refused the query (the gateway lists them all at once)."""
-        raw = self.problem.get("reasons")
-        return tuple(str(r) for r in raw) if isinstance(raw, list) else (self.detail,)
+
+class PriceOverCap(Unprocessable):
+    """A price above the fee cap the bureau set (a merchant's product draft, a bureau's change)."""
+
+    default_code = "price_over_cap"
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -165,9 +187,9 @@ class ConnectionFailed(GatewayError):
 _BY_CODE: dict[str, type[GatewayError]] = {
     cls.default_code: cls for cls in (
         InvalidRequest, InvalidQuery, Unauthorized, Forbidden, BudgetExhausted, NotFound, MethodNotAllowed,
-        Conflict, IdempotencyInProgress, DatasetSuspended, DatasetWithdrawn, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PolicyViolation, IdempotencyKeyReused, RateLimited, ReleaseFailed,
-        Unavailable)
+        Conflict, IdempotencyInProgress, DatasetSuspended, ProductSuspended, DatasetWithdrawn, ProductRetired,
+        AgreementEnded, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PolicyViolation, PriceOverCap,
+        IdempotencyKeyReused, RateLimited, ReleaseFailed, Unavailable)
 }
 # RFC 6749 §5.2 error codes of the token endpoint.
 _BY_CODE.update({
