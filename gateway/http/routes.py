@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from gateway.http import admin, applications, basics, billing, docs, openapi, pricing, products, queries, supply
+from gateway.http import (
+    admin,
+    applications,
+    basics,
+    billing,
+    docs,
+    openapi,
+    pricing,
+    products,
+    queries,
+    registration,
+    supply,
+)
 from gateway.http.routing import Route
 
 
 def all_routes() -> tuple[Route, ...]:
     return (basics.ROUTES + queries.ROUTES + supply.ROUTES + admin.ROUTES + applications.ROUTES + products.ROUTES
-            + billing.ROUTES + pricing.ROUTES + openapi.ROUTES + docs.ROUTES)
+            + registration.ROUTES + billing.ROUTES + pricing.ROUTES + openapi.ROUTES + docs.ROUTES)
