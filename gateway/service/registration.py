@@ -45,8 +45,11 @@ def current(tx: Tx) -> Registrations:
 
 
 def product_state(found: Registration | None, version: store_products.ProductVersion | None) -> str:
-    """A product's status against the version it sells now (None: nothing published)."""
-    return status_of(found, product_fingerprint(version.version, version.definition) if version else None)
+    """A product's status against the version it sells now; with nothing published yet, against the
+    version registered (a submitted one, registered ahead of its publication)."""
+    if version is None:
+        return status_of(found, found.fingerprint if found else None)
+    return status_of(found, product_fingerprint(version.version, version.definition))
 
 
 def product_summary(regs: Registrations, product_id: str, version: store_products.ProductVersion) -> dict[str, Any]:
