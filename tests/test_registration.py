@@ -22,6 +22,7 @@ from gateway.errors import Conflict, InvalidRequest
 from gateway.store import audit
 from gateway.store import registrations as store_registrations
 from gateway.store.db import Store
+from tests.console_support import Visitor, demo_users
 from tests.store_support import open_test_store
 from tests.support import FAST_RATES, Gateway, Reply, call, demo_gateway
 
@@ -186,6 +187,20 @@ def test_invoices_and_odrl_agreements_carry_the_codes(gw: Gateway) -> None:
     residents = next(g for g in grants if g["dataset"] == "residents" and not g.get("product_id"))
     odrl = ok(gw.api("GET", f"/v1/grants/{residents['grant_id']}/odrl", "demo-bank"))
     assert odrl["target"]["gw:registrationCode"] == "DEMO-PD-2026-0001"
+
+
+def test_the_console_shows_the_codes(gw: Gateway) -> None:
+    users = demo_users(gw.state_dir)
+    bank = Visitor(gw.base)
+    assert bank.login("bank-analyst", users["bank-analyst"]["password"]).status == 303
+    catalog = bank.get("/console/catalog").body.decode()
+    assert "DEMO-PD-2026-0001" in catalog and "CN-DS-3301-000042" in catalog and "已登记" in catalog
+    assert "DEMO-PD-2026-0001" in bank.get("/console/catalog/residents").body.decode()
+    assert "DEMO-DP-2026-0001" in bank.get("/console/market").body.decode()
+    merchant = Visitor(gw.base, headers={"Accept-Language": "en"})
+    assert merchant.login("merchant-dev", users["merchant-dev"]["password"]).status == 303
+    page = merchant.get(f"/console/products/{PRODUCT}").body.decode()
+    assert "DEMO-DP-2026-0001" in page and "covers version 1" in page
 
 
 def new_version(gw: Gateway, product_id: str, price_minor: int) -> int:
