@@ -26,7 +26,7 @@ from typing import Any
 from gateway.core.canonical import canonical_json
 from gateway.errors import InvalidRequest
 
-CODE_PATTERN = r"^(?=.{8,64}$)[A-Z0-9]+(?:-[A-Z0-9]+)*$"  # as the OpenAPI document states it
+CODE_PATTERN = r"^[A-Z0-9]+(-[A-Z0-9]+)*$"  # as the OpenAPI document states it, with length 8 to 64
 CODE = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)*")  # fullmatch, with the length checked apart
 CODE_RULE = ("8 to 64 upper-case letters, digits and single hyphens, starting and ending with a letter or digit "
              "(e.g. DEMO-DP-2026-0001)")

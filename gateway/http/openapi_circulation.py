@@ -51,6 +51,9 @@ _DRAFT_FIELDS: dict[str, Schema] = {
     "trial_until": {"type": ["string", "null"], "format": "date", "description": "The trial's last day."},
 }
 _APPROVAL = obj(("by", "at"), by=S, at=TIME)
+_REGISTRATION_IN: dict[str, Schema] = {
+    "code": {"type": "string", "minLength": 8, "maxLength": 64, "pattern": CODE_PATTERN, "description": CODE_RULE},
+    "status": ref("RegistrationAct"), "note": text(max_length=500)}
 
 CIRCULATION: dict[str, Schema] = {
     # organisations and their clients
@@ -116,11 +119,11 @@ CIRCULATION: dict[str, Schema] = {
         ("@context", "@type", "uid", "permission")),
     # registration codes (登记结果查询码)
     "RegistrationSummary": obj(("code", "status"), code=NULL_S, status=ref("RegistrationStatus")),
-    "RegistrationIn": obj(("code",), False, code={"type": "string", "pattern": CODE_PATTERN, "description": CODE_RULE},
-                          status=ref("RegistrationAct"), note=text(max_length=500),
-                          version={"type": "integer", "minimum": 1, "maximum": 999999,
-                                   "description": "Products: the version registered (default: the published one, "
-                                                  "else the latest submitted)."}),
+    "RegistrationIn": obj(("code",), False, **_REGISTRATION_IN),
+    "ProductRegistrationIn": obj(("code",), False, **_REGISTRATION_IN,
+                                 version={"type": "integer", "minimum": 1, "maximum": 999999,
+                                          "description": "The version registered (default: the published one, "
+                                                         "else the latest submitted)."}),
     "Registration": obj(("code", "status"), dataset=S, product_id=S, code=NULL_S, status=ref("RegistrationStatus"),
                         published_version=nullable(INT), registered_version=nullable(INT), fingerprint=NULL_S,
                         note=NULL_S, recorded_by=NULL_S, recorded_at=NULL_TIME),

@@ -31,7 +31,7 @@ async def get_dataset_registration(request: web.Request, dataset: str) -> web.Re
     return web.json_response(found)
 
 
-@route("PUT", "/v1/products/{product_id}/registration", BUREAU, body="RegistrationIn", answer="Registration",
+@route("PUT", "/v1/products/{product_id}/registration", BUREAU, body="ProductRegistrationIn", answer="Registration",
        problems=(404, 409))
 async def put_product_registration(request: web.Request, product_id: str, body: dict[str, Any]) -> web.Response:
     """The bureau records a product's registration code for one of its versions.
