@@ -119,11 +119,11 @@ CIRCULATION: dict[str, Schema] = {
         ("@context", "@type", "uid", "permission")),
     # registration codes (登记结果查询码)
     "RegistrationSummary": obj(("code", "status"), code=NULL_S, status=ref("RegistrationStatus")),
-    "RegistrationIn": obj(("code",), False, **_REGISTRATION_IN),
-    "ProductRegistrationIn": obj(("code",), False, **_REGISTRATION_IN,
-                                 version={"type": "integer", "minimum": 1, "maximum": 999999,
-                                          "description": "The version registered (default: the published one, "
-                                                         "else the latest submitted)."}),
+    "RegistrationIn": obj_from(_REGISTRATION_IN, ("code",), False),
+    "ProductRegistrationIn": obj_from({**_REGISTRATION_IN, "version": {
+        "type": "integer", "minimum": 1, "maximum": 999999,
+        "description": "The version registered (default: the published one, else the latest submitted)."}},
+        ("code",), False),
     "Registration": obj(("code", "status"), dataset=S, product_id=S, code=NULL_S, status=ref("RegistrationStatus"),
                         published_version=nullable(INT), registered_version=nullable(INT), fingerprint=NULL_S,
                         note=NULL_S, recorded_by=NULL_S, recorded_at=NULL_TIME),
