@@ -11,7 +11,8 @@
     ├── Conflict                      409 conflict
     │   ├── IdempotencyInProgress     409 idempotency_in_progress
     │   ├── DatasetSuspended          409 dataset_suspended
-    │   └── ProductSuspended          409 product_suspended
+    │   ├── ProductSuspended          409 product_suspended
+    │   └── RegistrationRequired      409 registration_required (no valid registration code)
     ├── DatasetWithdrawn              410 dataset_withdrawn
     ├── ProductRetired                410 product_retired
     ├── AgreementEnded                410 agreement_ended    (what stood on it has ended)
@@ -135,6 +136,10 @@ class DatasetSuspended(Conflict):
 
 class ProductSuspended(Conflict):
     code, title = "product_suspended", "Product suspended"
+
+
+class RegistrationRequired(Conflict):
+    code, title = "registration_required", "Registration required"
 
 
 class DatasetWithdrawn(GatewayError):

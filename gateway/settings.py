@@ -125,6 +125,9 @@ class Settings:
     replica_id: str = setting("", "Name of this replica in logs; empty means host:port.")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     currency: str = setting("CNY", "Currency of prices and invoices (ISO 4217).")
+    registration_required: bool = setting(
+        False, "Data products publish and sell only with a registration code valid for the version on sale "
+        "(issue 16; docs/circulation.md).")
     revenue_refresh_seconds: float = setting(10.0, "How old the open month's revenue statements may be: built at "
                                                    "most once per this many seconds per replica.", minimum=0.1)
     console_idle_seconds: int = setting(1800, "A console session unused this long ends.", minimum=1)

@@ -101,6 +101,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/vouchers"): frozenset({R, B}),
     ("GET", "/v1/vouchers/{voucher_id}"): frozenset({R, B}),
     ("GET", "/v1/reports/annual/{year}"): frozenset({B}),
+    # Registration codes (issue 16 point 2): the bureau records; a dataset's source, a product's merchant read.
+    ("PUT", "/v1/datasets/{dataset}/registration"): frozenset({B}),
+    ("GET", "/v1/datasets/{dataset}/registration"): frozenset({B, S}),
+    ("PUT", "/v1/products/{product_id}/registration"): frozenset({B}),
+    ("GET", "/v1/products/{product_id}/registration"): frozenset({B, M}),
 }
 CALLERS = {R: "demo-bank", B: "demo-bureau", S: "demo-source-psb", M: "demo-merchant", OPS: "demo-ops"}
 FILL = {"period": "2099-01", "version": "1", "year": "2099"}

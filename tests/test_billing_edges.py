@@ -23,4 +23,5 @@ def test_a_products_own_currency_has_its_total_row_in_the_csv() -> None:
 def test_a_one_currency_csv_keeps_its_single_total_row() -> None:
     document = json.loads(invoice_json(build_invoice("bank", "2026-11", "closed", "CNY", [usage(1)])))
     rows = list(csv.reader(io.StringIO(invoice_csv(document).decode())))
-    assert [row for row in rows if row[0] == "total"] == [["total", "", "", "", "", "", "", "", "", "500", "CNY", ""]]
+    total = ["total", "", "", "", "", "", "", "", "", "500", "CNY", "", ""]  # reference, registration_code empty
+    assert [row for row in rows if row[0] == "total"] == [total]

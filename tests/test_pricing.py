@@ -243,7 +243,7 @@ def test_settled_csv_adds_vouchers_and_the_amount_due_as_columns() -> None:
     rows = list(csv.reader(io.StringIO(settled_csv(out).decode())))
     assert rows[0][-2:] == ["vouchers_minor", "amount_due_minor"] and rows[1][-2:] == ["120", ""]
     assert rows[-1][0] == "total" and rows[-1][9] == "500" and rows[-1][-2:] == ["120", "380"]
-    assert {len(r) for r in rows} == {14}
+    assert {len(r) for r in rows} == {15}  # the invoice's 13 columns (registration_code last), then two
 
 
 # ---------------------------------------------------------------- allowed revenue

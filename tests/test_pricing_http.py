@@ -107,7 +107,9 @@ def test_a_cap_is_a_separate_act_and_refuses_prices_above_it(gw: Gateway, spec: 
     caps = ok(gw.api("GET", "/v1/price-caps", "demo-bureau"))["items"]
     assert caps[-1]["cap_id"] == made["cap_id"] and caps[-1]["set_by"] == "demo-bureau"
     board = {i.get("dataset"): i for i in ok(call("GET", gw.base + "/v1/public/prices"))["items"]}
-    assert board["residents"]["cap_minor"] == 700 and board["residents"]["registration_code"] == "REG-R-2"
+    assert board["residents"]["cap_minor"] == 700 and caps[-1]["registration_code"] == "REG-R-2"
+    # The board shows the dataset's own registration (issue 16 point 2) before the code a cap names.
+    assert board["residents"]["registration_code"] == "DEMO-PD-2026-0001"
 
     # A product: drafted dear, capped by the bureau, refused at publication, then published cheaper.
     draft = {"id": "pricing-towns", "dataset": "residents", "title": "Residents by township",

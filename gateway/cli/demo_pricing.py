@@ -1,6 +1,7 @@
 """The demo county's prices under the public-data rules: the bureau's fee caps (with registration
-codes and scenarios), the year's allowed revenue and one data voucher. Seeded once, as the
-bureau would set them; a restart keeps whatever is in the store."""
+codes and scenarios), the registrations of its datasets and products under the same codes, the
+year's allowed revenue and one data voucher. Seeded once, as the bureau would set them; a restart
+keeps whatever is in the store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from gateway.core.pricing import Cap
 from gateway.core.settlement import VoucherScope
+from gateway.service.registration import record_tx as record_registration
 from gateway.store import pricing as store_pricing
+from gateway.store import registrations as store_registrations
 from gateway.store import vouchers as store_vouchers
 from gateway.store.db import Store, Tx
 
@@ -34,10 +37,13 @@ def _seed(tx: Tx, year: str, currency: str) -> None:
     for subject, model, cap, code, scenario in CAPS:
         kind, _, ident = subject.partition(":")
         table, column = ("products", "product_id") if kind == "product" else ("datasets", "dataset")
-        if subject in known or tx.one(f"SELECT 1 FROM {table} WHERE {column} = ?", (ident,)) is None:
+        if tx.one(f"SELECT 1 FROM {table} WHERE {column} = ?", (ident,)) is None:
             continue
-        store_pricing.set_cap(tx, subject, Cap(model, cap, currency, code, scenario),
-                              "demo county: the bureau's fee cap", ACTOR)
+        if subject not in known:
+            store_pricing.set_cap(tx, subject, Cap(model, cap, currency, code, scenario),
+                                  "demo county: the bureau's fee cap", ACTOR)
+        if store_registrations.get(tx, subject) is None:
+            record_registration(tx, subject, {"code": code, "note": "demo county: registered"}, ACTOR)
     if store_pricing.allowed(tx, year) is None and not tx.one("SELECT 1 FROM billing_periods WHERE period = ?",
                                                               (f"{year}-12",)):
         store_pricing.set_allowed(tx, year, ALLOWED_REVENUE_MINOR, currency, "demo county: the year's allowance",

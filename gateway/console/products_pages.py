@@ -14,7 +14,7 @@ from gateway.console.web import Page, api_roles, form, page, render, runtime_of,
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.http import products as api
 from gateway.http.ratelimit import enforce_dataset_rate
-from gateway.service import overview, products
+from gateway.service import overview, products, registration
 from gateway.service.admission import request_fingerprint
 
 MERCHANT = api_roles(api.draft_product)
@@ -71,8 +71,9 @@ async def _product_page(request: web.Request, tried: dict[str, Any] | None, stat
                         problem: GatewayError | None = None) -> web.Response:
     runtime, who, product_id = runtime_of(request), visit(request).who, request.match_info["product_id"]
     versions = await products.versions(runtime, who, product_id)
+    reg = await registration.product_registration(runtime, who, product_id)
     return render(request, "product.html", status=status, product_id=product_id, versions=versions, tried=tried,
-                  problem=problem, dumps=json.dumps)
+                  problem=problem, dumps=json.dumps, reg=reg)
 
 
 def _version(request: web.Request) -> int:

@@ -22,7 +22,7 @@ from gateway.http import admin, basics
 from gateway.http import billing as http_billing
 from gateway.http import queries as http_queries
 from gateway.http.ratelimit import enforce_dataset_rate
-from gateway.service import billing, ledger_views, requesters, status_notes
+from gateway.service import billing, ledger_views, registration, requesters, status_notes
 from gateway.service.admission import refusals_recorded, request_fingerprint
 from gateway.service.plans import plan_from_body
 from gateway.service.queries import preview, run_query
@@ -31,22 +31,26 @@ WORKBENCH = "/console/workbench"
 MAX_CHARTS = 3
 
 
-def _catalog(request: web.Request) -> list[dict[str, Any]]:
-    registry = runtime_of(request).registry
-    return [catalog_entry(p, registry.status.get(d, "active")) for d, p in sorted(registry.policies.items())]
+async def _catalog(request: web.Request) -> list[dict[str, Any]]:
+    runtime = runtime_of(request)
+    registry, codes = runtime.registry, await registration.dataset_summaries(runtime)
+    return [{**catalog_entry(p, registry.status.get(d, "active")), "registration": codes.of(d)}
+            for d, p in sorted(registry.policies.items())]
 
 
 @page("GET", "/catalog", api_roles(basics.list_datasets), nav=N_("Catalog"))
 async def catalog(request: web.Request) -> web.Response:
-    return render(request, "catalog.html", datasets=_catalog(request))
+    return render(request, "catalog.html", datasets=await _catalog(request))
 
 
 @page("GET", "/catalog/{dataset}", api_roles(basics.get_dataset))
 async def dataset(request: web.Request) -> web.Response:
-    registry = runtime_of(request).registry
+    runtime = runtime_of(request)
     name = request.match_info["dataset"]
-    policy = registry.get(name)
-    return render(request, "dataset.html", d=catalog_entry(policy, registry.status.get(name, "active")))
+    policy = runtime.registry.get(name)
+    codes = await registration.dataset_summaries(runtime)
+    entry = {**catalog_entry(policy, runtime.registry.status.get(name, "active")), "registration": codes.of(name)}
+    return render(request, "dataset.html", d=entry)
 
 
 # ---------------------------------------------------------------- the workbench

@@ -21,7 +21,7 @@ from gateway.core.canonical import canonical_bytes
 BUREAU = "bureau"
 MERCHANT = "merchant"
 CSV_COLUMNS = ("line", "kind", "dataset", "product_id", "usage_period", "cached", "price_version",
-               "quantity", "unit_price_minor", "amount_minor", "currency", "reference")
+               "quantity", "unit_price_minor", "amount_minor", "currency", "reference", "registration_code")
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,15 @@ class InvoiceLine:
     unit_price_minor: int | None
     amount_minor: int
     reference: str = ""
+    registration_code: str | None = None  # the product's (else the dataset's) code when the invoice was made
 
     def as_dict(self, number: int) -> dict[str, Any]:
         return {"line": number, "kind": self.kind, "dataset": self.dataset, "product_id": self.product_id,
                 "usage_period": self.usage_period, "cached": self.cached, "price_version": self.price_version,
                 "policy_version": self.policy_version, "merchant": self.merchant_org,
                 "quantity": self.quantity, "unit_price_minor": self.unit_price_minor,
-                "amount_minor": self.amount_minor, "currency": self.currency, "reference": self.reference}
+                "amount_minor": self.amount_minor, "currency": self.currency, "reference": self.reference,
+                "registration_code": self.registration_code}
 
 
 @dataclass(frozen=True)
@@ -139,32 +141,41 @@ def _usage_key(u: UsageItem) -> tuple[Any, ...]:
             u.merchant_org or "", u.currency, u.price_minor)
 
 
-def invoice_lines(usage: Iterable[UsageItem], credits: Iterable[CreditItem] = ()) -> tuple[InvoiceLine, ...]:
-    """Usage grouped by what sets its price and its split, then one line per credit note; sorted."""
+def invoice_lines(usage: Iterable[UsageItem], credits: Iterable[CreditItem] = (),
+                  codes: Mapping[str, str] | None = None) -> tuple[InvoiceLine, ...]:
+    """Usage grouped by what sets its price and its split, then one line per credit note; sorted.
+    `codes`: registration codes by subject (`product:<id>`, `dataset:<id>`), carried on each line."""
     groups: dict[tuple[Any, ...], list[UsageItem]] = {}
     for item in usage:
         groups.setdefault(_usage_key(item), []).append(item)
     lines = [InvoiceLine("usage", items[0].dataset, items[0].product_id, items[0].usage_period, items[0].cached,
                          items[0].price_version, items[0].policy_version, items[0].merchant_org,
-                         items[0].currency, len(items), items[0].price_minor, sum(i.price_minor for i in items))
+                         items[0].currency, len(items), items[0].price_minor, sum(i.price_minor for i in items),
+                         registration_code=_code(codes, items[0].dataset, items[0].product_id))
              for _key, items in sorted(groups.items(), key=lambda kv: kv[0])]
     notes = sorted(credits, key=lambda c: c.credit_id)
     lines += [InvoiceLine("credit", c.dataset, c.product_id, c.refers_to_period, False, "credit-note",
                           c.policy_version, c.merchant_org, c.currency, 1, None, -c.amount_minor,
-                          f"{c.credit_id}: {c.reason}") for c in notes]
+                          f"{c.credit_id}: {c.reason}", _code(codes, c.dataset, c.product_id)) for c in notes]
     return tuple(lines)
+
+
+def _code(codes: Mapping[str, str] | None, dataset: str, product_id: str | None) -> str | None:
+    return (codes or {}).get(f"product:{product_id}" if product_id else f"dataset:{dataset}")
 
 
 def line_from_dict(item: Mapping[str, Any]) -> InvoiceLine:
     """A line back from a stored invoice document, for revenue statements of closed periods."""
     return InvoiceLine(item["kind"], item["dataset"], item["product_id"], item["usage_period"], item["cached"],
                        item["price_version"], item["policy_version"], item["merchant"], item["currency"],
-                       item["quantity"], item["unit_price_minor"], item["amount_minor"], item["reference"])
+                       item["quantity"], item["unit_price_minor"], item["amount_minor"], item["reference"],
+                       item.get("registration_code"))
 
 
 def build_invoice(org_id: str, period: str, status: Literal["open", "closed"], currency: str,
-                  usage: Iterable[UsageItem], credits: Iterable[CreditItem] = ()) -> Invoice:
-    return Invoice(org_id, period, status, currency, invoice_lines(usage, credits))
+                  usage: Iterable[UsageItem], credits: Iterable[CreditItem] = (),
+                  codes: Mapping[str, str] | None = None) -> Invoice:
+    return Invoice(org_id, period, status, currency, invoice_lines(usage, credits, codes))
 
 
 def invoice_json(invoice: Invoice) -> bytes:
@@ -182,7 +193,7 @@ def invoice_csv(invoice: Mapping[str, Any]) -> bytes:
     # One closing row per currency: a product priced in another currency keeps its own total.
     totals = invoice.get("totals") or {invoice["currency"]: invoice["total_minor"]}
     for currency, amount in sorted(totals.items(), key=lambda kv: (kv[0] != invoice["currency"], kv[0])):
-        writer.writerow([_csv_cell(v) for v in ("total", "", "", "", "", "", "", "", "", amount, currency, "")])
+        writer.writerow([_csv_cell(v) for v in ("total", "", "", "", "", "", "", "", "", amount, currency, "", "")])
     return out.getvalue().encode()
 
 

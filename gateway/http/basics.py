@@ -9,6 +9,7 @@ from gateway.errors import NotFound
 from gateway.http import oauth
 from gateway.http.keys import RUNTIME
 from gateway.http.routing import ANY_ROLE, FORM, PUBLIC, Route, route
+from gateway.service import registration
 from gateway.service.identity import published_keys
 from gateway.service.lifecycle import check_ready
 
@@ -55,20 +56,24 @@ async def readyz(request: web.Request) -> web.Response:
 
 @route("GET", "/v1/datasets", ANY_ROLE, answer="DatasetList")
 async def list_datasets(request: web.Request) -> web.Response:
-    """The catalog: every dataset with its columns, privacy unit, status and price; never a row."""
-    registry = request.app[RUNTIME].registry
-    items = [catalog_entry(p, registry.status_of(d)) for d, p in sorted(registry.policies.items())]
+    """The catalog: every dataset with its columns, privacy unit, status, price and registration; never a row."""
+    runtime = request.app[RUNTIME]
+    registry, codes = runtime.registry, await registration.dataset_summaries(runtime)
+    items = [{**catalog_entry(p, registry.status_of(d)), "registration": codes.of(d)}
+             for d, p in sorted(registry.policies.items())]
     return web.json_response({"datasets": items})
 
 
 @route("GET", "/v1/datasets/{dataset}", ANY_ROLE, answer="Dataset")
 async def get_dataset(request: web.Request, dataset: str) -> web.Response:
     """One catalog entry."""
-    registry = request.app[RUNTIME].registry
-    policy = registry.policies.get(dataset)
+    runtime = request.app[RUNTIME]
+    policy = runtime.registry.policies.get(dataset)
     if policy is None:
         raise NotFound(f"no dataset {dataset!r}")
-    return web.json_response(catalog_entry(policy, registry.status_of(dataset)))
+    codes = await registration.dataset_summaries(runtime)
+    entry = catalog_entry(policy, runtime.registry.status_of(dataset))
+    return web.json_response({**entry, "registration": codes.of(dataset)})
 
 
 @route("GET", "/metrics", {"ops"}, answer="Metrics", answer_types=("text/plain",))

@@ -3,6 +3,7 @@ grants, data products, invoices and revenue (part of `components.schemas`; see o
 
 from __future__ import annotations
 
+from gateway.core.registration import CODE_PATTERN, CODE_RULE
 from gateway.http.schema_parts import (
     CELL,
     CURRENCY,
@@ -50,6 +51,9 @@ _DRAFT_FIELDS: dict[str, Schema] = {
     "trial_until": {"type": ["string", "null"], "format": "date", "description": "The trial's last day."},
 }
 _APPROVAL = obj(("by", "at"), by=S, at=TIME)
+_REGISTRATION_IN: dict[str, Schema] = {
+    "code": {"type": "string", "minLength": 8, "maxLength": 64, "pattern": CODE_PATTERN, "description": CODE_RULE},
+    "status": ref("RegistrationAct"), "note": text(max_length=500)}
 
 CIRCULATION: dict[str, Schema] = {
     # organisations and their clients
@@ -117,6 +121,16 @@ CIRCULATION: dict[str, Schema] = {
         "target": obj_from({"@type": S, "uid": S, "gw:dataset": S, "gw:registrationCode": S}, ("@type", "uid")),
         "permission": array(ref("OdrlRule")), "prohibition": array(ref("OdrlRule"))},
         ("@context", "@type", "uid", "permission")),
+    # registration codes (登记结果查询码)
+    "RegistrationSummary": obj(("code", "status"), code=NULL_S, status=ref("RegistrationStatus")),
+    "RegistrationIn": obj_from(_REGISTRATION_IN, ("code",), False),
+    "ProductRegistrationIn": obj_from({**_REGISTRATION_IN, "version": {
+        "type": "integer", "minimum": 1, "maximum": 999999,
+        "description": "The version registered (default: the published one, else the latest submitted)."}},
+        ("code",), False),
+    "Registration": obj(("code", "status"), dataset=S, product_id=S, code=NULL_S, status=ref("RegistrationStatus"),
+                        published_version=nullable(INT), registered_version=nullable(INT), fingerprint=NULL_S,
+                        note=NULL_S, recorded_by=NULL_S, recorded_at=NULL_TIME),
     # data products
     "Parameter": obj_from({**_PARAMETER_FIELDS, "default": SCALAR, "example": SCALAR}, ("name", "type")),
     "ParameterIn": obj_from({**_PARAMETER_FIELDS, "default": NULL_SCALAR, "example": NULL_SCALAR}, ("name", "type"),
@@ -126,7 +140,7 @@ CIRCULATION: dict[str, Schema] = {
                    id=S, version=INT, title=S, description=S, dataset=S, merchant=S,
                    parameters=array(ref("Parameter")), columns=array(S), epsilon_per_call=EPSILON,
                    price=ref("ProductPrice"), status=ref("SaleStatus"), dataset_status=ref("DatasetStatus"),
-                   published_at=NULL_TIME),
+                   published_at=NULL_TIME, registration=ref("RegistrationSummary")),
     "ProductList": items("Product"),
     "InvokeIn": obj((), False, params=_PARAMS),
     "ProductDraftIn": obj_from({"id": PRODUCT_SLUG, "dataset": ID, **_DRAFT_FIELDS},
@@ -153,7 +167,7 @@ CIRCULATION: dict[str, Schema] = {
                        kind=ref("InvoiceLineKind"), dataset=S, product_id=NULL_S, usage_period=PERIOD, cached=B,
                        price_version=S, policy_version=S, merchant=NULL_S, quantity=INT,
                        unit_price_minor=nullable(MONEY), amount_minor=MONEY, currency=CURRENCY, reference=S,
-                       vouchers_minor=MONEY),
+                       vouchers_minor=MONEY, registration_code=NULL_S),
     "Invoice": obj(("invoice_id", "org_id", "period", "status", "currency", "lines", "total_minor"), invoice_id=S,
                    org_id=S, period=PERIOD, status=ref("PeriodStatus"), currency=CURRENCY,
                    lines=array(ref("InvoiceLine")), total_minor=MONEY,

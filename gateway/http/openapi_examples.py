@@ -38,7 +38,8 @@ _PRODUCT = {"id": "income-by-township", "version": 1, "title": "Income by townsh
             "description": "Residents and their mean annual income per township, for ages in a band.",
             "dataset": "residents", "merchant": "datasmith", "parameters": _PARAMETERS,
             "columns": ["township", "residents", "mean_income"], "epsilon_per_call": 0.5,
-            "price": {"per_call_minor": 800, "currency": "CNY"}, "dataset_status": "active", "published_at": _T}
+            "price": {"per_call_minor": 800, "currency": "CNY"}, "dataset_status": "active", "published_at": _T,
+            "registration": {"code": "DEMO-DP-2026-0001", "status": "registered"}}
 _PRODUCT_SQL = ("SELECT township, COUNT(*) AS residents, AVG(income) AS mean_income FROM residents "
                 "WHERE age BETWEEN :min_age AND :max_age GROUP BY township")
 _DRAFT = {"id": "income-by-township", "dataset": "residents", "title": "Income by township for an age band",
@@ -60,7 +61,8 @@ _DATASET = {
                  "aggregate": False, "filter": True, "categories": ["Chengguan", "Lingxi", "Baishi"]}, _COLUMN],
     "aggregates": ["count", "mean", "median", "quantile", "sum"], "epsilon": {"min": 0.01, "max": 2.0},
     "private_keys": False, "max_cells": 1000,
-    "price": {"per_call_minor": 500, "cached_call_minor": 100, "currency": "CNY"}, "policy_version": _H1}
+    "price": {"per_call_minor": 500, "cached_call_minor": 100, "currency": "CNY"}, "policy_version": _H1,
+    "registration": {"code": "DEMO-PD-2026-0001", "status": "registered"}}
 _USAGE = {"usage_id": "eed9f8240cf9de88c5b76eb32b8cc595", "query_id": "d6e862db885d65b2e60a96b4ab5b64d7",
           "org_id": "lingxi-rural-bank", "client_id": "demo-bank", "dataset": "residents", "product_id": None,
           "period": "2026-11", "cached": False, "epsilon": 1.0, "price_minor": 500, "currency": "CNY",
@@ -70,7 +72,8 @@ _SNAPSHOT = {"id": _H2, "loaded_at": _T, "loaded_by": "demo-source-psb", "origin
              "current": True, "rows": 52000, "bytes": 362241}
 _LINE = {"line": 1, "kind": "usage", "dataset": "residents", "product_id": None, "usage_period": "2026-11",
          "cached": False, "price_version": "policy:" + _H1, "policy_version": _H1, "merchant": None, "quantity": 3,
-         "unit_price_minor": 500, "amount_minor": 1500, "currency": "CNY", "reference": ""}
+         "unit_price_minor": 500, "amount_minor": 1500, "currency": "CNY", "reference": "",
+         "registration_code": "DEMO-PD-2026-0001"}
 _STATEMENT = {"party": "psb", "period": "2026-11", "status": "open", "currency": "CNY",
               "lines": [{"dataset": "residents", "product_id": None, "currency": "CNY", "calls": 3,
                          "amount_minor": 900}], "total_minor": 900}
@@ -157,7 +160,7 @@ EXAMPLES: dict[str, Any] = {
         "assignee": {"@type": "Party", "uid": "https://gateway.county.example/orgs/lingxi-rural-bank",
                      "gw:orgId": "lingxi-rural-bank", "gw:role": "requester"},
         "target": {"@type": "Asset", "uid": "https://gateway.county.example/v1/datasets/residents",
-                   "gw:dataset": "residents"},
+                   "gw:dataset": "residents", "gw:registrationCode": "DEMO-PD-2026-0001"},
         "permission": [{"target": "https://gateway.county.example/v1/datasets/residents",
                         "assigner": ["https://gateway.county.example/orgs/psb"],
                         "assignee": "https://gateway.county.example/orgs/lingxi-rural-bank", "action": "use",
@@ -210,7 +213,7 @@ EXAMPLES.update({
         "response_types_supported": ["token"]},
     "PriceBoard": {"currency": "CNY", "items": [
         {"dataset": "residents", "title": "Registered residents", "model": "per_call", "price_minor": 500,
-         "cap_minor": 800, "trial_until": None, "registration_code": None}]},
+         "cap_minor": 800, "trial_until": None, "registration_code": "DEMO-PD-2026-0001"}]},
     "PriceCapIn": {"dataset": "residents", "model": "per_call", "cap_minor": 800, "reason": "Price guidance 2026"},
     "PriceCap": _CAP,
     "PriceCapList": {"items": [_CAP], "next": None},
@@ -220,6 +223,14 @@ EXAMPLES.update({
                   "valid_until": "2026-12-31"},
     "Voucher": _VOUCHER,
     "VoucherList": {"items": [_VOUCHER], "next": None},
+    "RegistrationIn": {"code": "DEMO-PD-2026-0001", "note": "Registered with the provincial platform"},
+    "ProductRegistrationIn": {"code": "DEMO-DP-2026-0001", "version": 2,
+                              "note": "Re-registered after the price change"},
+    "Registration": {"product_id": "income-by-township", "code": "DEMO-DP-2026-0001", "status": "registered",
+                     "published_version": 2, "registered_version": 2,
+                     "fingerprint": "5d0f2c53b7a64a2c6f3f0e0b7d5c1e6b2a9d8c7f6e5d4c3b2a1908f7e6d5c4b3",
+                     "note": "Re-registered after the price change", "recorded_by": "demo-bureau",
+                     "recorded_at": _T},
     "AnnualReport": {"year": "2025", "currency": "CNY", "status": "final", "invoices": {"total_minor": 1500},
                      "products": [], "allowed_revenue": _ALLOWED, "privacy": {"releases": 3}},
 })

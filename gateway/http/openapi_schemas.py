@@ -110,7 +110,7 @@ _SCHEMAS: dict[str, Schema] = {
                    private_keys=B, max_cells=INT,
                    price=obj(("per_call_minor", "currency"), per_call_minor=MONEY, cached_call_minor=MONEY,
                              currency=CURRENCY),
-                   policy_version=HASH),
+                   policy_version=HASH, registration=ref("RegistrationSummary")),
     "DatasetList": obj(("datasets",), datasets=array(ref("Dataset"))),
     # queries and the ledger
     "QueryIn": obj(("dataset", "epsilon"), False, dataset=ID,

@@ -36,9 +36,7 @@ async def list_products(request: web.Request, page: PageRequest) -> web.Response
 @route("GET", "/v1/products/{product_id}", ANY_ROLE, answer="Product", problems=(410,))
 async def get_product(request: web.Request, product_id: str) -> web.Response:
     """One published product."""
-    runtime = request.app[RUNTIME]
-    product, version, status = await products.published_product(runtime, product_id)
-    return web.json_response(products.public_view(runtime, product, version, status))
+    return web.json_response(await products.published_view(request.app[RUNTIME], product_id))
 
 
 @route("POST", "/v1/products/{product_id}/invoke", {"requester"}, body="InvokeIn", answer="QueryAnswer",

@@ -13,6 +13,7 @@ from gateway.http import (
     pricing,
     products,
     queries,
+    registration,
     supply,
 )
 from gateway.http.routing import Route
@@ -20,4 +21,4 @@ from gateway.http.routing import Route
 
 def all_routes() -> tuple[Route, ...]:
     return (basics.ROUTES + queries.ROUTES + supply.ROUTES + admin.ROUTES + applications.ROUTES + agreements.ROUTES
-            + products.ROUTES + billing.ROUTES + pricing.ROUTES + openapi.ROUTES + docs.ROUTES)
+            + products.ROUTES + registration.ROUTES + billing.ROUTES + pricing.ROUTES + openapi.ROUTES + docs.ROUTES)

@@ -108,6 +108,11 @@ ENUMS: dict[str, Schema] = {
     "InvoiceLineKind": {"type": "string", "enum": ["usage", "credit", "carry"]},
     "PurposeClass": {"type": "string", "enum": ["public_governance", "public_interest", "industry"]},
     "SaleStatus": {"type": "string", "enum": ["published", "suspended", "retired"]},
+    "RegistrationStatus": {"type": "string", "enum": ["unregistered", "registered", "reregistration_required",
+                                                      "revoked"],
+                           "description": "registered: the code covers what sells now; reregistration_required: "
+                                          "a product's version, SQL, parameters or price changed since."},
+    "RegistrationAct": {"type": "string", "enum": ["registered", "revoked"]},
     "PriceModel": {"type": "string", "enum": ["per_call", "per_month", "per_cell"]},
     "ReportStatus": {"type": "string", "enum": ["final", "provisional"]},
     "ParameterType": {"type": "string", "enum": ["integer", "number", "string", "boolean"]},

@@ -26,12 +26,14 @@ from gateway.core.billing import (
 from gateway.core.budget import period_of
 from gateway.core.canonical import canonical_bytes
 from gateway.core.pages import Page, PageRequest
+from gateway.core.registration import codes_of
 from gateway.core.settlement import add_special_fund, settle, special_fund
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime.cache import Cache
 from gateway.runtime.parts import Runtime
 from gateway.settings import Settings
 from gateway.store import invoices as store_invoices
+from gateway.store import registrations as store_registrations
 from gateway.store import settlement as store_settlement
 from gateway.store.db import Store, Tx
 
@@ -75,8 +77,10 @@ class Billing:
     def open_invoices(self, tx: Tx, period: str, org_id: str | None) -> dict[str, Invoice]:
         usage, credits = store_invoices.open_items(tx, org_id)
         orgs = sorted({u.org_id for u in usage} | {c.org_id for c in credits} | ({org_id} if org_id else set()))
+        codes = codes_of(store_registrations.current(tx))
         return {org: build_invoice(org, period, "open", self.settings.currency,
-                                   [u for u in usage if u.org_id == org], [c for c in credits if c.org_id == org])
+                                   [u for u in usage if u.org_id == org], [c for c in credits if c.org_id == org],
+                                   codes)
                 for org in orgs}
 
     def open_documents(self, tx: Tx, period: str, org_id: str | None) -> dict[str, dict[str, Any]]:

@@ -28,9 +28,11 @@ from gateway.core.pricing import (
     plan_of_product,
     subject_key,
 )
+from gateway.core.registration import Registration, shown_code, status_of
 from gateway.errors import InvalidRequest, NotFound
 from gateway.ids import new_id
 from gateway.runtime.parts import Runtime
+from gateway.service import registration
 from gateway.service.admission import Admitted
 from gateway.service.prices import admitted_plan, plan_at_commit
 from gateway.store import ledger, product_status
@@ -139,17 +141,25 @@ async def list_caps(runtime: Runtime) -> list[dict[str, Any]]:
 
 
 def _board(tx: Tx, policies: list[tuple[str, str, dict[str, Any]]], day: str) -> list[dict[str, Any]]:
-    caps = store_pricing.current_caps(tx)
-    items = [board_item(("dataset", ds), title, plan_of_policy(pricing), caps.get(f"dataset:{ds}"), day)
+    caps, regs = store_pricing.current_caps(tx), registration.current(tx)
+    items = [_registered(board_item(("dataset", ds), title, plan_of_policy(pricing), caps.get(f"dataset:{ds}"),
+                                    day), regs.get(f"dataset:{ds}"), status_of(regs.get(f"dataset:{ds}")))
              for ds, title, pricing in policies]
     usable = {ds for ds, _t, _p in policies}
     on_sale = {pid for pid, state in product_status.sale_states(tx).items() if state.status == "published"}
     for product, version in store_products.published(tx):
         if product.dataset in usable and product.product_id in on_sale:  # as GET /v1/products lists them
-            items.append(board_item(("product", product.product_id), version.definition["title"],
-                                    plan_of_product(version.definition), caps.get(f"product:{product.product_id}"),
-                                    day))
+            found = regs.get(f"product:{product.product_id}")
+            items.append(_registered(board_item(("product", product.product_id), version.definition["title"],
+                                                plan_of_product(version.definition),
+                                                caps.get(f"product:{product.product_id}"), day),
+                                     found, registration.product_state(found, version)))
     return items
+
+
+def _registered(item: dict[str, Any], found: Registration | None, status: str) -> dict[str, Any]:
+    """The board shows the subject's own registration code while it is valid (core.registration)."""
+    return {**item, "registration_code": shown_code(found, status, item["registration_code"])}
 
 
 async def price_board(runtime: Runtime) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from gateway.service.admission import ProductCall, refusals_recorded
 from gateway.service.answers import QueryReply
 from gateway.service.applications import parse_epsilon
 from gateway.service.queries import run_query
+from gateway.service.registration import check_on_sale, product_summary, publish_registered
+from gateway.service.registration import current as current_registrations
 from gateway.service.visibility import visible
 from gateway.store import agreements as store_agreements
 from gateway.store import pricing as store_pricing
@@ -108,9 +110,10 @@ def template_of(product: store_products.Product, version: store_products.Product
     return template
 
 
-def public_view(runtime: Runtime, product: store_products.Product,
-                version: store_products.ProductVersion, status: str = "published") -> dict[str, Any]:
-    """What any caller may know of a published product: never its SQL."""
+def public_view(runtime: Runtime, product: store_products.Product, version: store_products.ProductVersion,
+                status: str, registration: dict[str, Any]) -> dict[str, Any]:
+    """What any caller may know of a published product, with its registration `{code, status}`:
+    never its SQL."""
     d = version.definition
     template = template_of(product, version)
     return {
@@ -122,6 +125,7 @@ def public_view(runtime: Runtime, product: store_products.Product,
         "status": status,
         "dataset_status": runtime.registry.status_of(product.dataset),
         "published_at": version.decided_at,
+        "registration": registration,
     }
 
 
@@ -216,13 +220,17 @@ async def publish(runtime: Runtime, who: Principal, product_id: str, version: in
     product (409 when none does, or the product or its dataset is outside the one named)."""
     product, _v = await _owned_version(runtime, who, product_id, version)
     agreement = await agreements.standing(runtime, agreement_id, product.dataset, product_id, None)
-    await runtime.store.write(_publish_under, product, version, who.client_id, agreement.agreement_id)
+    await runtime.store.write(_publish_under, product, version, who.client_id, agreement.agreement_id,
+                              runtime.settings.registration_required)
     return version_view(product, await _version(runtime, product_id, version))
 
 
-def _publish_under(tx: Tx, product: store_products.Product, version: int, actor: str, agreement_id: str) -> None:
+def _publish_under(tx: Tx, product: store_products.Product, version: int, actor: str, agreement_id: str,
+                   registration_required: bool) -> None:
+    """In one transaction: the agreement still in force, the registration (where required) and the
+    fee cap admit this version, then it is published on that agreement."""
     store_agreements.hold_to(tx, agreement_id, product.dataset, product.product_id, None)
-    store_pricing.publish_product_within_cap(tx, product.product_id, version, actor)
+    publish_registered(tx, product.product_id, version, actor, registration_required)
     store_agreements.set_product_agreement(tx, product.product_id, agreement_id, actor)
 
 
@@ -253,16 +261,18 @@ def _published_one(tx: Tx, product_id: str) -> tuple[store_products.Product, sto
     return (product, v, state) if v is not None and state is not None else None
 
 
-def _published_all(tx: Tx) -> list[tuple[store_products.Product, store_products.ProductVersion, str]]:
-    states = product_status.sale_states(tx)
-    return [(p, v, states[p.product_id].status) for p, v in store_products.published(tx) if p.product_id in states]
+def _published_all(tx: Tx) -> list[tuple[store_products.Product, store_products.ProductVersion, str,
+                                          dict[str, Any]]]:
+    states, regs = product_status.sale_states(tx), current_registrations(tx)
+    return [(p, v, states[p.product_id].status, product_summary(regs, p.product_id, v))
+            for p, v in store_products.published(tx) if p.product_id in states]
 
 
 async def published(runtime: Runtime) -> list[dict[str, Any]]:
     """Products on sale: published, neither suspended nor retired by the bureau, their merchant
     active, their dataset not withdrawn (a withdrawal stops them)."""
     found = await runtime.store.read(_published_all)
-    return [public_view(runtime, p, v, status) for p, v, status in found
+    return [public_view(runtime, p, v, status, registration) for p, v, status, registration in found
             if status == "published" and not runtime.registry.withdrawn(p.dataset)]
 
 
@@ -297,7 +307,15 @@ async def product_on_sale(runtime: Runtime, product_id: str) -> tuple[store_prod
     product, version, status = await published_product(runtime, product_id)
     if status == "suspended":
         raise ProductSuspended("the product is suspended; it does not sell until the bureau resumes it")
+    await check_on_sale(runtime, product_id, version)
     return product, version
+
+
+async def published_view(runtime: Runtime, product_id: str) -> dict[str, Any]:
+    """GET /v1/products/{id}: one published product, with its registration."""
+    product, version, status = await published_product(runtime, product_id)
+    regs = await runtime.store.read(current_registrations)
+    return public_view(runtime, product, version, status, product_summary(regs, product_id, version))
 
 
 async def set_sale_status(runtime: Runtime, who: Principal, product_id: str, status: str,

@@ -27,7 +27,8 @@ from gateway.core.billing import (
 from gateway.core.budget import period_bounds, period_of
 from gateway.core.canonical import canonical_bytes
 from gateway.core.pages import Page, PageRequest
-from gateway.store import audit, settlement
+from gateway.core.registration import codes_of
+from gateway.store import audit, registrations, settlement
 from gateway.store.db import Tx
 from gateway.store.pages import read_page
 
@@ -133,11 +134,11 @@ def _close_one(tx: Tx, period: str, zone: ZoneInfo, currency: str, actor: str) -
     for c in credits:
         tx.execute("INSERT INTO invoice_items (item_id, kind, org_id, period) VALUES (?, 'credit', ?, ?)",
                    (c.credit_id, c.org_id, period))
-    hashes = {}
+    hashes, codes = {}, codes_of(registrations.current(tx))  # the codes in force at closing stay on the invoice
     carried_in = settlement.carries_to(tx, period)
     for org_id in sorted({u.org_id for u in usage} | {c.org_id for c in credits} | set(carried_in)):
         invoice = build_invoice(org_id, period, "closed", currency, [u for u in usage if u.org_id == org_id],
-                                [c for c in credits if c.org_id == org_id])
+                                [c for c in credits if c.org_id == org_id], codes)
         body = canonical_bytes(settlement.settled_closing(tx, invoice.as_dict(), actor))
         digest = hashlib.sha256(body).hexdigest()
         tx.execute("INSERT INTO invoices (org_id, period, body, sha256, created_at) VALUES (?, ?, ?, ?, ?)",

@@ -11,7 +11,8 @@
     ├── Conflict                      409 conflict
     │   ├── IdempotencyInProgress     409 idempotency_in_progress
     │   ├── DatasetSuspended          409 dataset_suspended
-    │   └── ProductSuspended          409 product_suspended
+    │   ├── ProductSuspended          409 product_suspended
+    │   └── RegistrationRequired      409 registration_required  (`.registration_status`)
     ├── DatasetWithdrawn              410 dataset_withdrawn
     ├── ProductRetired                410 product_retired
     ├── AgreementEnded                410 agreement_ended        (the authorisation agreement under a grant)
@@ -115,6 +116,17 @@ class ProductSuspended(Conflict):
     default_code = "product_suspended"
 
 
+class RegistrationRequired(Conflict):
+    """The county requires registration and the product's code is missing, stale or revoked."""
+
+    default_code = "registration_required"
+
+    @property
+    def registration_status(self) -> str | None:
+        status = self.problem.get("registration_status")
+        return status if isinstance(status, str) else None
+
+
 class DatasetWithdrawn(GatewayError):
     default_status, default_code = 410, "dataset_withdrawn"
 
@@ -189,7 +201,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
         InvalidRequest, InvalidQuery, Unauthorized, Forbidden, BudgetExhausted, NotFound, MethodNotAllowed,
         Conflict, IdempotencyInProgress, DatasetSuspended, ProductSuspended, DatasetWithdrawn, ProductRetired,
         AgreementEnded, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PolicyViolation, PriceOverCap,
-        IdempotencyKeyReused, RateLimited, ReleaseFailed, Unavailable)
+        RegistrationRequired, IdempotencyKeyReused, RateLimited, ReleaseFailed, Unavailable)
 }
 # RFC 6749 §5.2 error codes of the token endpoint.
 _BY_CODE.update({
