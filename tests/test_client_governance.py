@@ -134,3 +134,22 @@ def test_maintenance_on_a_missing_state_folder_creates_nothing(tmp_path: Path) -
     done = subprocess.run([str(BIN / "gateway"), "client", "suspend", "demo-bank", "--state-dir", str(missing)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and not missing.exists()
+
+
+def test_a_client_made_by_another_process_works_before_the_next_poll(
+        tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> None:
+    """A client added by the command line (or on another replica) gets a token here and uses it
+    at once: the replica that issues a token knows its client from then on, without waiting for
+    its status poll (set to a minute here, so only that can explain a 200)."""
+    state = tmp_path_factory.mktemp("client-made-elsewhere")
+    seed_demo_data(state, demo_data)
+    gateway = Gateway(state, env={**FAST, "GATEWAY_SUSPENSION_POLL_SECONDS": "60"}).start()
+    try:
+        made = cli(gateway, "add", "--org", "bureau", "--role", "bureau", "bureau-night-shift")
+        assert made.returncode == 0, made.stderr
+        token = login(gateway, "bureau-night-shift", made.stdout.strip().splitlines()[-1])
+        assert token.status == 200
+        auth = {"Authorization": "Bearer " + token.json["access_token"]}
+        assert gateway.api("GET", "/v1/requesters", headers=auth).status == 200
+    finally:
+        gateway.stop()

@@ -7,6 +7,7 @@ at 5e-8 a month per requester, so the insurer's sixth private-key query of a mon
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -51,7 +52,8 @@ def test_delta_is_shown_charged_and_refused_like_epsilon(fresh_gateway: Gateway)
     assert private_query(gw, 9, "/v1/queries/preview").json["would_fit"] is False
     refused = private_query(gw, 9)
     assert refused.status == 403 and refused.json["code"] == "budget_exhausted", refused.body
-    assert refused.json["detail"] == "This query would pass your delta budget for this period."
+    assert re.match(r"This query would pass your delta budget for \d{4}-\d{2}; it renews on \d{4}-\d{2}-01 ",
+                    refused.json["detail"]), refused.json["detail"]
     assert refused.json["delta_remaining"] == 0.0 and refused.json["epsilon_remaining"] > 0
     assert line(gw, "vehicles") == spent, "a refused charge left something behind"
 

@@ -97,8 +97,8 @@ def test_delta_is_reserved_then_spent_on_every_account(store: Store) -> None:
 
 
 @pytest.mark.parametrize(("caps", "detail"), [
-    (accounts(grant_delta=2 * 10**10), "your delta budget for this period"),
-    (accounts(pool_delta=2 * 10**10), "dataset's delta budget for this period"),
+    (accounts(grant_delta=2 * 10**10), r"your delta budget for \d{4}-\d{2}; it renews on"),
+    (accounts(pool_delta=2 * 10**10), r"dataset's delta budget for \d{4}-\d{2} is spent, for every requester"),
     (accounts(lifetime_delta=2 * 10**10), "delta budget of the people in this dataset is spent for good"),
 ])
 def test_a_charge_passing_any_delta_cap_is_refused_whole(store: Store, caps: tuple[ledger.Account, ...],

@@ -38,6 +38,9 @@ async def issue_token(runtime: Runtime, client_id: str, secret: str) -> tuple[st
     if client is None or not ok or not client.active:
         raise InvalidClient()
     token, ttl = runtime.issuer.issue(client.client_id, client.org_id, client.roles)
+    # Known active from now on this replica, though another process (the command line, another
+    # replica) added it since the last status poll; a later suspension reaches it as before.
+    runtime.registry.clients[client.client_id] = True
     await runtime.store.write(_audit_token, client.client_id, op="append_audit")
     runtime.metrics.token_issued(client.roles)
     return token, ttl
