@@ -95,11 +95,11 @@ PLANS = [
     ("SELECT month, COUNT(*), COUNT(contribution_base), AVG(contribution_base) FROM social_insurance GROUP BY month",
      "0", None),
     ("SELECT township, COUNT(*), COUNT(value), COUNT(vehicle_age), SUM(value) FROM vehicles GROUP BY township",
-     "1e-7", None),
+     "1e-8", None),
     ("SELECT township, MEDIAN(age), QUANTILE(age, 0.25), QUANTILE(age, 0.75), COUNT(*), COUNT(age) FROM residents "
      "GROUP BY township", "0", None),
     ("SELECT township, insured, MEDIAN(vehicle_age), QUANTILE(value, 0.9), COUNT(*) FROM vehicles "
-     "GROUP BY township, insured", "1e-7", None),
+     "GROUP BY township, insured", "1e-8", None),
 ]
 
 
