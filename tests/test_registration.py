@@ -24,7 +24,7 @@ from gateway.store import registrations as store_registrations
 from gateway.store.db import Store
 from tests.console_support import Visitor, demo_users
 from tests.store_support import open_test_store
-from tests.support import FAST_RATES, Gateway, Reply, call, demo_gateway
+from tests.support import FAST_RATES, Gateway, Reply, call, demo_gateway, record_agreement
 
 PRODUCT, TOWNS = "income-by-township", "reg-towns"
 BAD_CODES = ["demo-dp-2026-0001", "SHORT-1", "A" * 65, "DEMO--DP-2026", "-DEMO-DP-2026", "DEMO-DP-2026-",
@@ -248,6 +248,7 @@ def test_with_registration_required_only_registered_products_publish_and_sell(gw
              "epsilon": "0.1", "price_minor": 300}
     ok(gw.api("POST", "/v1/products", "demo-merchant", draft), 201)
     ok(gw.api("POST", f"/v1/products/{TOWNS}/versions/1/submit", "demo-merchant"))
+    record_agreement(gw, ["residents"], [TOWNS])  # so that only the registration can refuse it
     unregistered = refused(gw.api("POST", f"/v1/products/{TOWNS}/versions/1/publish", "demo-bureau"), 409,
                            "registration_required")
     assert "unregistered" in unregistered["detail"]
