@@ -2,8 +2,8 @@
 chromium-driver), against a real gateway: a bank analyst applies; the PSB officer co-signs; the
 bureau approves; the analyst previews and runs a query and downloads the CSV; the PSB officer
 suspends the dataset and the analyst sees why the next query is refused; the merchant drafts a
-product on the twin; the bureau publishes it; the analyst invokes it; the bureau verifies the
-audit chain. Every page is screenshot into tests/artifacts/ and checked with axe-core (from the
+product on the twin; the bureau records the agreement it stands on and publishes it; the analyst
+invokes it; the bureau verifies the audit chain. Every page is screenshot into tests/artifacts/ and checked with axe-core (from the
 npm registry, installed at test time) and with tests/a11y.py."""
 
 from __future__ import annotations
@@ -244,8 +244,20 @@ def test_the_main_story_in_a_real_browser(browser: WebDriver, gw: Gateway, axe_s
     assert "已提交审核" in s.page("merchant-submitted")
     s.sign_out()
 
-    # 8. The bureau publishes it.
+    # 8. The bureau records the authorisation agreement the new product stands on, and publishes it.
     s.sign_in("bureau-admin")
+    s.open("/console/agreements")
+    s.type_into("#agr-body", "县人民政府")
+    s.type_into("#agr-operator", "县数据集团")
+    s.find("input[name=datasets][value=enterprises]").click()
+    s.type_into("#agr-products", "firms-by-industry")
+    for field, day in (("#agr-start", "2026-01-01"), ("#agr-end", "2030-12-31")):  # the picker's own format aside
+        s.driver.execute_script("arguments[0].value = arguments[1]", s.find(field), day)
+    s.type_into("#agr-duties", "仅输出差分隐私统计结果")
+    s.type_into("#agr-exit", "协议终止时停止全部服务")
+    s.type_into("#agr-sha", "ab" * 32)
+    s.submit("form[action='/console/agreements'] button[type=submit]")
+    assert "firms-by-industry" in s.page("bureau-agreement-recorded")
     s.open("/console/products/review")
     s.page("bureau-product-review")
     s.submit("#publish-firms-by-industry")
