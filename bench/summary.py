@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -46,11 +47,12 @@ def _engine_field(rows: int, key: str) -> Callable[[dict[str, Any]], Any]:
 
 
 def _charges(kind: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    """The median over the throughput rounds (the cap fits every charge) of one store."""
     def get(doc: dict[str, Any]) -> Any:
-        found = [c for c in doc["charges"] if c["store"] == kind]
+        found = [c[key] for c in doc["charges"] if c["store"] == kind and c.get("phase", "").startswith("throughput")]
         if not found:
-            raise KeyError(f"no {kind} run (GATEWAY_TEST_POSTGRES_DSN unset?)")
-        return found[0][key]
+            raise KeyError(f"no {kind} throughput run (for PostgreSQL: GATEWAY_TEST_POSTGRES_DSN unset?)")
+        return statistics.median(found)
     return get
 
 
