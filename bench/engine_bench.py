@@ -188,6 +188,7 @@ async def measure(rows: int, work: Path, runs: int, smartnoise_runs: int, defaul
                 await sandbox.release(shape)
                 shape_times[name]["release"].append(time.perf_counter() - started)
             loads.append(load_average())
+        await asyncio.sleep(0.5)  # the worker trims its heap after replying (dp/worker.py)
         memory = worker_memory(next(iter(sandbox._workers)).pid)
         arrow_mb = in_memory.estimated_size() / 2**20
     finally:

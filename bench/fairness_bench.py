@@ -78,7 +78,10 @@ def victim_run(gw: Gateway, headers: dict[str, str], start: int, count: int) -> 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=40, help="victim releases per phase")
+    parser.add_argument("--quick", action="store_true", help="10 victim releases per phase")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 10
     with tempfile.TemporaryDirectory(prefix="fairness-") as tmp:
         gw = Gateway(Path(tmp), env=FAST).start(timeout=600)
         try:
