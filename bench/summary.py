@@ -104,9 +104,18 @@ FIGURES = [
            lambda d: d["within_bound"], "true", lambda v: bool(v), ""),
     Figure("scale_max_rows_measured", "largest table measured on this machine", "scale",
            lambda d: max(r["rows"] for r in d["runs"]), "report", None, "rows"),
-    Figure("scale_workers_rss_over_arrow", "several workers' RSS growth (sum) / Arrow size, largest table",
+    Figure("scale_workers_rss_over_arrow", "2 workers' memory between releases (sum) / Arrow size, largest table",
            "scale", lambda d: max(d["runs"], key=lambda r: r["rows"])["workers_growth_over_arrow"],
            "≤ 1.5", lambda v: v <= 1.5, "x"),
+    Figure("scale_workers_peak_over_arrow", "2 workers' peak during releases (sum) / Arrow size, largest table",
+           "scale", lambda d: max(d["runs"], key=lambda r: r["rows"])["workers_peak_over_arrow"],
+           "≤ 1.5", lambda v: v <= 1.5, "x"),
+    Figure("scale_release_p50_s_largest", "release p50 at the largest table (2 workers busy)", "scale",
+           lambda d: max(d["runs"], key=lambda r: r["rows"])["release_p50_s"], "report", None, "s"),
+    Figure("scale_release_p99_s_largest", "release p99 at the largest table (2 workers busy)", "scale",
+           lambda d: max(d["runs"], key=lambda r: r["rows"])["release_p99_s"], "report", None, "s"),
+    Figure("scale_prepare_s_largest", "snapshot preparation at the largest table", "scale",
+           lambda d: max(d["runs"], key=lambda r: r["rows"])["prepare_s"], "report", None, "s"),
 ]
 
 
