@@ -279,7 +279,8 @@ def main() -> int:
             charges.append(bench_charges("postgres", dsn, 3, 64, per_client, fit=3 * 64 * per_client))
         charges.append(bench_charges("postgres", dsn, 3, 64, 10))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ledger.json").write_text(json.dumps({"http": http, "charges": charges}, indent=2))
+    (RESULTS / "ledger.json").write_text(json.dumps({"http": http, "charges": charges,
+                                                     "load_average": os.getloadavg()[0]}, indent=2))
     lines = ["# Ledger benchmark", "",
              f"Cached metered calls over HTTP ({http['concurrency']} connections, {http['rounds']} interleaved "
              f"rounds of {http['seconds']} s, medians; JWT + grant read + cache lookup + usage record "

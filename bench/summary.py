@@ -151,7 +151,8 @@ def collect() -> dict[str, Any]:
         entry["met"] = f.met(value) if f.met is not None and value is not None else None
         if value is None:
             entry["reason"] = reason
-        measured_at = (doc.get("load_average") or doc.get("load_average_1m")) if doc else None
+        measured_at = (doc.get("load_average") or doc.get("load_average_1m")
+                       or doc.get("http", {}).get("load_average")) if doc else None
         if measured_at is not None:
             entry["load_average"] = measured_at
         figures[f.key] = entry
@@ -183,7 +184,8 @@ def markdown(summary: dict[str, Any]) -> str:
     for key, f in summary["figures"].items():
         met = "—" if f["met"] is None else ("yes" if f["met"] else "**no**")
         load_avg = f.get("load_average")
-        load_text = " ".join(str(x) for x in load_avg) if isinstance(load_avg, list) else (load_avg or "")
+        loads = load_avg if isinstance(load_avg, list) else [load_avg] if load_avg is not None else []
+        load_text = " / ".join(f"{x:.1f}" for x in loads)
         lines.append(f"| {f['what']} (`{key}`) | {_fmt(f['value'], f['unit'])} | {f['target']} | {met} | "
                      f"{load_text} | {f.get('reason', '')} |")
     now = " ".join(summary["machine"]["load_average_now"] or [])
