@@ -11,7 +11,9 @@ the group passes the cap only if every charge of it would have passed one after 
 When `many` refuses (the group does not fit whole, a status refuses, a database error), the
 transaction rolls back whole and every write of the group runs again on its own, the usual way
 (own transaction, the store's retries, in parallel on the store's threads): a refused charge is
-refused exactly as it would have been alone. Nobody hears back before their commit is durable.
+refused exactly as it would have been alone. A failed COMMIT is never run again (it may have
+committed): every caller of the group hears Unavailable (503), as a single write's would.
+Nobody hears back before their commit is durable.
 
 Writes are spread over a few threads by key (the same key always to the same thread), so
 unrelated accounts do not wait for one another.
@@ -27,6 +29,8 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
+
+from gateway.errors import Unavailable
 
 log = logging.getLogger("gateway.store")
 MAX_GROUP = 64
@@ -85,7 +89,14 @@ class GroupWriter:
             group = [j for j in pending if j.key == key][:MAX_GROUP]
             taken = {id(j) for j in group}
             pending = [j for j in pending if id(j) not in taken]
-            if len(group) == 1 or not self._together(group):
+            try:
+                together = len(group) > 1 and self._together(group)
+            except Exception:  # never leave a waiter unanswered, nor run a write twice
+                log.exception("store group failed")
+                self._deliver([(j.job, False, Unavailable("The store is unavailable.", retry_after=2))
+                               for j in group])
+                continue
+            if not together:
                 for j in group:
                     self._alone.submit(self._one, j.job)
 
@@ -104,15 +115,21 @@ class GroupWriter:
             conn = self.pool.acquire()
         except Exception:
             return False
+        committing = False
         try:
             try:
                 values = group[0].many(self._tx(conn), [j.job.args for j in group])
+                committing = True
                 conn.commit()
             except Exception:
                 with contextlib.suppress(psycopg.Error):
                     conn.rollback()
                 if conn.broken or conn.closed:
                     self.pool.discard_idle()
+                if committing:  # the commit's outcome is unknown: never run the writes again
+                    self._deliver([(j.job, False, Unavailable("The store is unavailable.", retry_after=2))
+                                   for j in group])
+                    return True
                 return False
         finally:
             self.pool.release(conn)
