@@ -10,7 +10,10 @@ and the sandbox worker's memory against the Arrow size of the data it holds.
 
 The residents are the demo county's (gateway.data.demo at scale 1), resampled with fresh ids
 to the sizes asked. Writes bench/results/engine.md and engine.json.
-Usage: python bench/engine_bench.py [--rows 1000000 10000000] [--runs 7] [--smartnoise-runs 3]
+Three more shapes are timed the same way against their own plain-polars floor over the same
+IPC file (issue 18 point 1): an ungrouped sum, a private-key group-by (delta > 0, thresholded)
+and a grouped median. The load average is recorded beside every figure (a shared 2-core machine).
+Usage: python bench/engine_bench.py [--rows 1000000 10000000] [--runs 7] [--smartnoise-runs 3] [--quick]
 """
 
 from __future__ import annotations
@@ -54,6 +57,21 @@ def floor_query(frame: pl.LazyFrame) -> pl.DataFrame:
     """The same aggregation in plain polars."""
     return (frame.filter(pl.col("age") >= 18).group_by("township")
             .agg(pl.len().alias("n"), pl.col("income").mean().alias("mean_income")).collect())
+
+
+# Three more shapes (issue 18 point 1): SQL, delta, and the same question in plain polars.
+SHAPES: dict[str, tuple[str, str, Callable[[pl.LazyFrame], pl.DataFrame]]] = {
+    "sum": ("SELECT SUM(income) AS total FROM residents WHERE age >= 18", "0",
+            lambda f: f.filter(pl.col("age") >= 18).select(pl.col("income").sum()).collect()),
+    "private_keys": ("SELECT industry, COUNT(*) AS n FROM residents GROUP BY industry", "1e-8",
+                     lambda f: f.group_by("industry").agg(pl.len().alias("n")).collect()),
+    "median": ("SELECT township, MEDIAN(income) AS median_income FROM residents GROUP BY township", "0",
+               lambda f: f.group_by("township").agg(pl.col("income").median()).collect()),
+}
+
+
+def load_average() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 def make_residents(rows: int, work: Path) -> Path:
@@ -132,8 +150,11 @@ async def measure(rows: int, work: Path, runs: int, smartnoise_runs: int, defaul
     policy = load_policies(shipped_policies_dir())["residents"]
     # The demo policy bounds residents at 2M rows (a public fact OpenDP relies on); a 10M-row
     # county declares its own bound.
-    policy = replace(policy, max_rows=max(policy.max_rows, 2 * rows))
+    policy = replace(policy, max_rows=max(policy.max_rows, 2 * rows), private_keys_allowed=True,
+                     private_keys_delta=max(policy.private_keys_delta, Decimal("1e-8")))
     checked = check_plan(parse_sql(QUERY, epsilon=Decimal(1)), policy)
+    shapes = {name: check_plan(parse_sql(sql, epsilon=Decimal(1), delta=Decimal(delta)), policy)
+              for name, (sql, delta, _) in SHAPES.items()}
     shutil.rmtree(work / f"cache-{rows}", ignore_errors=True)  # time a real preparation
     sandbox = Sandbox(workers=1, timeout_seconds=300, memory_mb=16_384, cache_dir=work / f"cache-{rows}")
     await sandbox.start()
@@ -147,7 +168,12 @@ async def measure(rows: int, work: Path, runs: int, smartnoise_runs: int, defaul
         for _ in range(2):  # warm: compile cache, page cache
             await sandbox.release(checked)
             floor_query(pl.scan_ipc(prepared))
+            for name, shape in shapes.items():
+                await sandbox.release(shape)
+                SHAPES[name][2](pl.scan_ipc(prepared))
         times: dict[str, list[float]] = {k: [] for k in ("polars_ipc", "polars_parquet", "polars_memory", "release")}
+        shape_times: dict[str, dict[str, list[float]]] = {n: {"release": [], "polars_ipc": []} for n in shapes}
+        loads = [load_average()]
         for _ in range(runs):
             times["polars_ipc"].append(timed(lambda: floor_query(pl.scan_ipc(prepared))))
             times["polars_parquet"].append(timed(lambda: floor_query(pl.scan_parquet(parquet))))
@@ -155,13 +181,28 @@ async def measure(rows: int, work: Path, runs: int, smartnoise_runs: int, defaul
             started = time.perf_counter()
             await sandbox.release(checked)
             times["release"].append(time.perf_counter() - started)
+            for name, shape in shapes.items():
+                floor = SHAPES[name][2]
+                shape_times[name]["polars_ipc"].append(timed(lambda floor=floor: floor(pl.scan_ipc(prepared))))
+                started = time.perf_counter()
+                await sandbox.release(shape)
+                shape_times[name]["release"].append(time.perf_counter() - started)
+            loads.append(load_average())
+        await asyncio.sleep(0.5)  # the worker trims its heap after replying (dp/worker.py)
         memory = worker_memory(next(iter(sandbox._workers)).pid)
         arrow_mb = in_memory.estimated_size() / 2**20
     finally:
         await sandbox.close()
     medians = {k: statistics.median(v) for k, v in times.items()}
+    shape_out = {}
+    for name, tt in shape_times.items():
+        rel, floor = statistics.median(tt["release"]), statistics.median(tt["polars_ipc"])
+        shape_out[name] = {"sql": SHAPES[name][0], "delta": SHAPES[name][1], "release_s": rel,
+                           "polars_ipc_s": floor, "ratio": rel / floor,
+                           "ratio_per_round": [r / f for r, f in zip(tt["release"], tt["polars_ipc"], strict=True)]}
     result: dict[str, Any] = {"rows": rows, "runs": runs, "medians_s": medians, "load_s": load_s,
-                              "arrow_mb": arrow_mb, "worker_memory_mb": memory, "idle_worker_memory_mb": idle}
+                              "arrow_mb": arrow_mb, "worker_memory_mb": memory, "idle_worker_memory_mb": idle,
+                              "shapes": shape_out, "load_average": loads}
     result["opendp_default_s"] = opendp_default(parquet, rows, default_runs) if default_runs else None
     result["smartnoise"] = smartnoise(parquet, smartnoise_runs) if smartnoise_runs else None
     return result
@@ -212,6 +253,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
             "smartnoise_query_over_release", "opendp_default_over_release", "worker_rss_over_arrow",
             "worker_growth_over_arrow")]
         lines.append(f"| {r['rows']:,} | " + " | ".join(fmt) + " |")
+    lines += ["", "Three more shapes, each against the same question in plain polars over the same IPC file "
+              "(medians of interleaved rounds; target 1.5x):", "",
+              "| rows | shape | SQL | plain polars | our release | ratio |", "|---:|---|---|---:|---:|---:|"]
+    for r in results:
+        for name, sh in r["shapes"].items():
+            delta = f" (delta {sh['delta']})" if sh["delta"] != "0" else ""
+            lines.append(f"| {r['rows']:,} | {name} | `{sh['sql']}`{delta} | {sh['polars_ipc_s'] * 1000:.1f} ms "
+                         f"| {sh['release_s'] * 1000:.1f} ms | {sh['ratio']:.2f}x |")
+    lines += ["", "Load average (1, 5, 15 min) during the rounds: " + "; ".join(
+        f"{r['rows']:,} rows: {r['load_average'][0][0]:.1f} at the start, max 1-min "
+        f"{max(x[0] for x in r['load_average']):.1f}" for r in results) + " (2 cores, shared with other work)."]
     lines += ["", "Arrow size of the held data, worker memory and snapshot preparation:", ""]
     for r in results:
         mem, idle = r["worker_memory_mb"], r["idle_worker_memory_mb"]
@@ -234,7 +286,10 @@ def main() -> None:
     parser.add_argument("--smartnoise-runs", type=int, default=3)
     parser.add_argument("--opendp-default-runs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None, help="folder for generated data (default: temporary)")
+    parser.add_argument("--quick", action="store_true", help="1M and 10M rows, 3 runs, no SmartNoise/OpenDP default")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.smartnoise_runs, args.opendp_default_runs = 3, 0, 0
     work = args.work or Path(tempfile.mkdtemp(prefix="engine-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -245,7 +300,9 @@ def main() -> None:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"query": QUERY, "results": results, "ratios": {str(r["rows"]): ratios(r) for r in results}}
+    payload = {"query": QUERY, "results": results, "ratios": {str(r["rows"]): ratios(r) for r in results},
+               "shapes": {str(r["rows"]): r["shapes"] for r in results},
+               "load_average": [max(x[0] for x in r["load_average"]) for r in results]}
     (RESULTS / "engine.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / "engine.md").write_text(markdown(results))
     print(markdown(results))

@@ -111,7 +111,12 @@ def _expression(part: Part, policy: DatasetPolicy, scale: float) -> pl.Expr:
     if part.func == "count":
         out = expr.dp.count(scale=scale, signed=True)  # type: ignore[attr-defined]
     elif part.func == "sum":
-        out = expr.dp.sum(frames.bounds(column), scale=scale)  # type: ignore[attr-defined]
+        # Clip, sum, noise as OpenDP's own stages: `dp.sum` expands to the same plus a fill of
+        # nulls and NaNs, which a numeric column never holds (checked at load, and the domain
+        # says so), yet cost a pass over every row (issue 18: ~10% of a grouped mean's release).
+        # OpenDP proves the same sensitivity either way; the calibration's map checks it.
+        low, high = frames.bounds(column)
+        out = expr.clip(low, high).sum().dp.noise(scale=scale)  # type: ignore[attr-defined]
     else:
         out = expr.dp.quantile(part.q, frames.candidates(column), scale=scale)  # type: ignore[attr-defined]
     return out.alias(part.label)

@@ -9,6 +9,7 @@ OpenDP's messages print the whole plan (R-DP-11).
 
 from __future__ import annotations
 
+import ctypes
 import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,6 +37,21 @@ def main(conn: Connection, cache_dir: str, memory_mb: int) -> None:
 
 
 
+def _trimmer() -> Any:
+    """glibc's malloc_trim: a release's intermediate frames (the filtered columns, the groups)
+    are freed to the allocator, which kept them as the worker's private memory, one copy per
+    worker (measured: ~0.85x the columns a query touches at 100M rows). Trimmed after each
+    release, a worker's private memory falls back near idle and the workers share the one
+    mapped snapshot (issue 18 point 4). A no-op where there is no glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda _pad: 0
+
+
+_TRIM = _trimmer()
+
+
 class _Worker:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
@@ -50,6 +66,8 @@ class _Worker:
             if message[0] == "stop":
                 return
             conn.send(self.handle(message))
+            if message[0] in ("release", "load"):
+                _TRIM(0)  # after the reply: the caller does not wait for it
 
     def handle(self, message: tuple[Any, ...]) -> tuple[str, Any]:
         from gateway.dp.outcome import SnapshotInvalid

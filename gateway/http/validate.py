@@ -4,6 +4,7 @@ two uses); a refusal is a 400 invalid_request naming the field's path and listin
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,8 @@ from jsonschema.exceptions import ValidationError
 from gateway.errors import InvalidRequest
 from gateway.http.openapi_schemas import SCHEMAS, Schema
 
+_VALID: set[tuple[str, str]] = set()
+_REMEMBER, _REMEMBER_CHARS = 4096, 4096  # valid bodies remembered, and the longest remembered
 MAX_LISTED = 20  # problems listed in one answer: enough to fix a body, never an amplifier
 _TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
                "object": "an object", "array": "a list", "null": "null"}
@@ -23,14 +26,28 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
     """A validator for `components.schemas[name]`, its `$ref`s resolved within the same components."""
     if name not in SCHEMAS:
         raise KeyError(f"no schema named {name!r}")
-    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": SCHEMAS}}
+    # The schema itself at the root (its inner `$ref`s resolve in the same components): no
+    # reference to follow at the top of every validation (~20% of validating a query body).
+    root = {**SCHEMAS[name], "components": {"schemas": SCHEMAS}}
     return jsonschema.Draft202012Validator(root)
 
 
 def validate_body(name: str, value: Any) -> None:
-    """Raise a located 400 unless `value` fits the schema `name`."""
+    """Raise a located 400 unless `value` fits the schema `name`.
+
+    Bodies found valid are remembered (by schema and canonical JSON text, which tells apart every
+    JSON value: 1, 1.0 and true, key order aside): a client asking the same question again, as
+    cached calls do, is not validated again (~0.6 ms of a cached call's 3 ms, issue 18)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = (name, text) if len(text) <= _REMEMBER_CHARS else None
+    if key is not None and key in _VALID:
+        return
     errors = sorted(_validator(name).iter_errors(value), key=_order)
     if not errors:
+        if key is not None:
+            if len(_VALID) >= _REMEMBER:
+                _VALID.clear()
+            _VALID.add(key)
         return
     listed = [{"pointer": _pointer(e.absolute_path), "detail": _wording(e)} for e in errors[:MAX_LISTED]]
     first = errors[0]

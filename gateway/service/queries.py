@@ -42,7 +42,7 @@ from gateway.service.pricing import price_call, quote
 from gateway.service.readiness import held_ready
 from gateway.service.supply import current_snapshot_id
 from gateway.settings import Settings
-from gateway.store import idempotency, ledger
+from gateway.store import idempotency, ledger, ledger_many
 from gateway.store.db import Tx
 
 
@@ -121,7 +121,9 @@ async def run_query(runtime: Runtime, who: Principal, plan: Plan, *, product: Pr
     try:
         with held_ready(runtime, ctx.policy):
             query_id = new_id()
-            await runtime.store.write(_reserve, ctx, query_id, op="reserve")
+            reservation = _reservation(ctx, query_id)
+            await runtime.store.write_grouped(ledger_many.charge_key(reservation), _reserve_many, _reserve, ctx,
+                                              reservation, op="reserve")
             reserved = True
             try:
                 await runtime.store.write(ledger.mark_executing, query_id, who.org_id, ctx.inputs,
@@ -171,12 +173,25 @@ def _client_slot(runtime: Runtime, client_id: str) -> asyncio.Semaphore:
     return slot
 
 
-def _reserve(tx: Tx, ctx: Admitted, query_id: str) -> None:
-    ledger.reserve(tx, ledger.Reservation(query_id, ctx.who.org_id, ctx.who.client_id, ctx.plan.dataset,
-                                          ctx.product.product_id if ctx.product else None, ctx.period,
-                                          ctx.epsilon_nano, ctx.accounts, ctx.delta_atto, ctx.inputs))
+def _reservation(ctx: Admitted, query_id: str) -> ledger.Reservation:
+    return ledger.Reservation(query_id, ctx.who.org_id, ctx.who.client_id, ctx.plan.dataset,
+                              ctx.product.product_id if ctx.product else None, ctx.period,
+                              ctx.epsilon_nano, ctx.accounts, ctx.delta_atto, ctx.inputs)
+
+
+def _reserve(tx: Tx, ctx: Admitted, reservation: ledger.Reservation) -> None:
+    ledger.reserve(tx, reservation)
     if ctx.idem_key:
-        idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, query_id)
+        idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, reservation.query_id)
+
+
+def _reserve_many(tx: Tx, calls: list[tuple[Admitted, ledger.Reservation]]) -> list[None]:
+    """Concurrent reservations of one charge key, all or none (Store.write_grouped)."""
+    ledger_many.reserve_many(tx, [reservation for _, reservation in calls])
+    for ctx, reservation in calls:
+        if ctx.idem_key:
+            idempotency.attach_query(tx, ctx.who.org_id, ctx.idem_key, reservation.query_id)
+    return [None] * len(calls)
 
 
 def _give_back(tx: Tx, ctx: Admitted, query_id: str) -> None:

@@ -98,6 +98,18 @@ class Store(abc.ABC):
         """`fn(tx, *args)` in one write transaction; `op` names it for the store metrics."""
         return await self._submit(fn, args, write=True, op=op)
 
+    async def write_grouped(self, key: str, many: Callable[[Tx, list[tuple[Any, ...]]], list[Any]],
+                            fn: Callable[..., T], *args: Any, op: str = "") -> T:
+        """`write`; on PostgreSQL concurrent writes of one `key` share a `many` (store/pg_group.py)."""
+        started = time.perf_counter()
+        try:
+            return await asyncio.wrap_future(self._dispatch_grouped(key, many, fn, args))
+        finally:
+            self.observe(op, time.perf_counter() - started) if op else None
+
+    def _dispatch_grouped(self, key: str, many: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> Future[T]:
+        return self._dispatch(fn, args, True)
+
     async def read(self, fn: Callable[..., T], *args: Any, op: str = "") -> T:
         return await self._submit(fn, args, write=False, op=op)
 
@@ -113,9 +125,9 @@ class Store(abc.ABC):
     def _awaitable(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._dispatch(fn, args, write))
 
-    def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
-        """For the CLI and start-up, outside the event loop."""
-        return self._dispatch(fn, args, write).result()
+    def run_sync(self, fn: Callable[..., T], *args: Any, write: bool = True, group: tuple[str, Any] | None = None) -> T:
+        """For the CLI and start-up, outside the event loop (`group`: `write_grouped`'s key, many)."""
+        return (self._dispatch_grouped(*group, fn, args) if group else self._dispatch(fn, args, write)).result()
 
     def _dispatch(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> Future[T]:
         return self._readers.submit(self._run, fn, args, write)
@@ -338,10 +350,11 @@ class PostgresStore(Store):
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
+        from gateway.store.pg_group import GroupWriter
         from gateway.store.pg_pool import Connections
-
         super().__init__(read_threads=pool_size)
         self.pool = Connections(dsn, max_size=pool_size)
+        self._groups = GroupWriter(self.pool, max(1, pool_size // 4), self._run, self._readers, _deliver, _PgTx)
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         import psycopg
@@ -376,6 +389,11 @@ class PostgresStore(Store):
                 self.pool.release(conn)
         raise Unavailable()  # pragma: no cover - the loop returns or raises
 
+    def _dispatch_grouped(self, key: str, many: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> Future[T]:
+        self._groups.submit(key, job := _WriteJob(fn, args, Future()), many)
+        return job.future  # type: ignore[return-value]
+
     def close(self) -> None:
+        self._groups.close()
         super().close()
         self.pool.close()
