@@ -3,8 +3,8 @@ chromium-driver), against a real gateway: a bank analyst applies; the PSB office
 bureau approves; the analyst previews and runs a query and downloads the CSV; the PSB officer
 suspends the dataset and the analyst sees why the next query is refused; the merchant drafts a
 product on the twin; the bureau records the agreement it stands on and publishes it; the analyst
-invokes it; the bureau verifies the audit chain. Every page is screenshot into tests/artifacts/ and checked with axe-core (from the
-npm registry, installed at test time) and with tests/a11y.py."""
+invokes it; the bureau verifies the audit chain. Every page is screenshot into tests/artifacts/
+and checked with axe-core (from the npm registry, installed at test time) and with tests/a11y.py."""
 
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """The sandbox's queue lends workers to organisations in turn (issue 19 point 1, issue 11 point 5).
 
-A first-come queue let one organisation's burst hold the worker for everyone after it; in turn,
-a newcomer waits for at most one turn of each organisation already waiting.
+A first-come queue let one organisation's burst hold the worker for everyone after it; by least
+recent use, an organisation that asks little waits only for the work running, and equally heavy
+ones take turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from gateway.dp.fairqueue import FairQueue
 
@@ -90,3 +92,39 @@ async def test_with_nobody_waiting_a_free_worker_is_taken_at_once() -> None:
         queue.put(n)
     assert [await queue.get("x") for _ in range(3)] == [0, 1, 2]
     assert queue.idle() == 0
+
+
+async def test_a_light_user_goes_before_every_heavy_one_however_many_flood() -> None:
+    """Two organisations flood with releases of a second each; the bank asks one 0.1 s question
+    after another. Served least recently first, the bank would wait for one release of each
+    flooder (issue 18's fairness bench); by least recent use it waits only for the one running."""
+    now = [0.0]
+    queue: FairQueue[str] = FairQueue(clock=lambda: now[0])
+    queue.put("worker")
+    order: list[str] = []
+    held = {"flood-1": 1.0, "flood-2": 1.0, "bank": 0.1}
+
+    async def ask(owner: str) -> None:
+        worker = await queue.get(owner)
+        order.append(owner)
+        now[0] += held[owner]  # the release runs this long
+        await asyncio.sleep(0)
+        queue.put(worker)
+
+    async def flood(owner: str) -> None:
+        for _ in range(6):
+            await ask(owner)
+
+    async def bank() -> None:
+        for _ in range(4):
+            await ask("bank")
+            await asyncio.sleep(0)  # reads its answer, asks again
+
+    await asyncio.gather(flood("flood-1"), flood("flood-2"), bank())
+    # Between two of the bank's turns at most one flooder's release (the one running) ever runs.
+    turns = [n for n, owner in enumerate(order) if owner == "bank"]
+    assert all(b - a <= 2 for a, b in itertools.pairwise(turns)), order
+    # The flooders still share the rest in turn.
+    floods = [o for o in order if o != "bank"]
+    assert floods.count("flood-1") == floods.count("flood-2") == 6
+    assert all(a != b for a, b in itertools.pairwise(floods)), order

@@ -12,7 +12,7 @@ empty and loads what it needs the same way.
 Two lanes of workers (issue 19 point 1, issue 11 point 5): releases run on the workers that
 hold the data; previews, which read no data, on workers of their own, so a flood of free
 previews never holds a worker a release needs. In each lane a free worker goes to the waiting
-organisations in turn (`FairQueue`), not to whoever queued most; and a worker reuses compiled
+organisation that has used it least lately (`FairQueue`), not to whoever queued most; and a worker reuses compiled
 plans only for the organisation that compiled them (the `scope` of each message).
 """
 
