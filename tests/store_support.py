@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.store.db import Store
+import pytest
+
+from gateway.store.db import Store, Tx
 from gateway.store.schema import open_store
+
+STORE_KINDS = ("sqlite", "postgres")  # the params of a contract test's `store` fixture
 
 
 @contextmanager
@@ -43,3 +48,16 @@ def open_test_store(kind: str, tmp_path: Path, postgres_dsn: str | None) -> Iter
             yield store
         finally:
             store.close()
+
+
+@contextmanager
+def param_store(request: pytest.FixtureRequest, tmp_path: Path, *seed: Callable[[Tx], object]) -> Iterator[Store]:
+    """The store a `store` fixture parametrised over STORE_KINDS stands for: a SQLite file, or a
+    fresh PostgreSQL schema (skipped where GATEWAY_TEST_POSTGRES_DSN is unset); seeded in order."""
+    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
+    if request.param == "postgres" and not dsn:
+        pytest.skip("GATEWAY_TEST_POSTGRES_DSN is not set")
+    with open_test_store(request.param, tmp_path, dsn) as store:
+        for fn in seed:
+            store.run_sync(fn)
+        yield store

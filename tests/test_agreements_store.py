@@ -7,7 +7,6 @@ stops (active grants read the agreement's term).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -21,18 +20,14 @@ from gateway.core.pages import PageRequest
 from gateway.errors import Conflict
 from gateway.store import agreements, audit, grants, identity
 from gateway.store.db import Store
-from tests.store_support import open_test_store
+from tests.store_support import STORE_KINDS, param_store
 
 ZONE = ZoneInfo("Asia/Shanghai")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
-    if request.param == "postgres" and not dsn:
-        pytest.skip("GATEWAY_TEST_POSTGRES_DSN is not set")
-    with open_test_store(request.param, tmp_path, dsn) as s:
-        s.run_sync(identity.ensure_org, "bank", "Bank", "requester")
+    with param_store(request, tmp_path, lambda tx: identity.ensure_org(tx, "bank", "Bank", "requester")) as s:
         yield s
 
 

@@ -7,7 +7,6 @@ atto-units (10^-18), and a charge that would pass either figure's cap is refused
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,20 +18,16 @@ from gateway.core.budget import ATTO, to_atto
 from gateway.errors import BudgetExhausted
 from gateway.store import datasets, identity, ledger
 from gateway.store.db import Store, Tx
-from tests.store_support import open_test_store
+from tests.store_support import STORE_KINDS, param_store
 
 NANO = 10**9
 PERIOD = "2026-11"
 GRANT, POOL, LIFETIME = "grant:bank:vehicles", "pool:people", "pool-lifetime:people"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
-    if request.param == "postgres" and not dsn:
-        pytest.skip("GATEWAY_TEST_POSTGRES_DSN is not set")
-    with open_test_store(request.param, tmp_path, dsn) as s:
-        s.run_sync(_seed)
+    with param_store(request, tmp_path, _seed) as s:
         yield s
 
 

@@ -4,7 +4,6 @@ reservation, its point of no refund or its commit stops the view's release there
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +13,15 @@ import pytest
 from gateway.errors import DatasetSuspended, DatasetWithdrawn
 from gateway.store import datasets, identity, ledger
 from gateway.store.db import Store, Tx
-from tests.store_support import open_test_store
+from tests.store_support import STORE_KINDS, param_store
 
 NANO = 10**9
 INPUTS = ("residents", "township_geo")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
-    if request.param == "postgres" and not dsn:
-        pytest.skip("GATEWAY_TEST_POSTGRES_DSN is not set")
-    with open_test_store(request.param, tmp_path, dsn) as s:
-        s.run_sync(_seed)
+    with param_store(request, tmp_path, _seed) as s:
         yield s
 
 

@@ -4,7 +4,6 @@ between two page reads neither repeats an earlier row nor pushes a later one off
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +14,14 @@ from gateway.errors import InvalidRequest
 from gateway.store import identity, requesters
 from gateway.store.db import Store, Tx
 from gateway.store.pages import read_page
-from tests.store_support import open_test_store
+from tests.store_support import STORE_KINDS, param_store
 
 KINDS = ("requester", "merchant")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    dsn = os.environ.get("GATEWAY_TEST_POSTGRES_DSN", "")
-    if request.param == "postgres" and not dsn:
-        pytest.skip("GATEWAY_TEST_POSTGRES_DSN is not set")
-    with open_test_store(request.param, tmp_path, dsn) as s:
+    with param_store(request, tmp_path) as s:
         yield s
 
 
