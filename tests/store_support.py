@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store import datasets, identity
 from gateway.store.db import Store, Tx
 from gateway.store.schema import open_store
 
@@ -61,3 +62,11 @@ def param_store(request: pytest.FixtureRequest, tmp_path: Path, *seed: Callable[
         for fn in seed:
             store.run_sync(fn)
         yield store
+
+
+def bank_and_dataset(dataset: str, owner: str = "psb") -> Callable[[Tx], None]:
+    """A seed for ledger tests: the requester organisation `bank` and one dataset's policy."""
+    def seed(tx: Tx) -> None:
+        identity.ensure_org(tx, "bank", "Bank", "requester")
+        datasets.seed_policy(tx, dataset, owner, "v1", {"dataset": dataset}, "test")
+    return seed

@@ -17,22 +17,17 @@ from gateway.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
 )
-from gateway.store import audit, datasets, idempotency, identity, ledger
+from gateway.store import audit, datasets, idempotency, ledger
 from gateway.store.db import Store, Tx
-from tests.store_support import STORE_KINDS, param_store
+from tests.store_support import STORE_KINDS, bank_and_dataset, param_store
 
 NANO = 10**9
 
 
 @pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with param_store(request, tmp_path, _seed) as s:
+    with param_store(request, tmp_path, bank_and_dataset("residents")) as s:
         yield s
-
-
-def _seed(tx: Tx) -> None:
-    identity.ensure_org(tx, "bank", "Bank", "requester")
-    datasets.seed_policy(tx, "residents", "psb", "v1", {"dataset": "residents"}, "test")
 
 
 def _reservation(eps_nano: int, cap: int = 10 * NANO, pool_cap: int = 100 * NANO, qid: str | None = None

@@ -16,9 +16,9 @@ import pytest
 
 from gateway.core.budget import ATTO, to_atto
 from gateway.errors import BudgetExhausted
-from gateway.store import datasets, identity, ledger
+from gateway.store import ledger
 from gateway.store.db import Store, Tx
-from tests.store_support import STORE_KINDS, param_store
+from tests.store_support import STORE_KINDS, bank_and_dataset, param_store
 
 NANO = 10**9
 PERIOD = "2026-11"
@@ -27,13 +27,8 @@ GRANT, POOL, LIFETIME = "grant:bank:vehicles", "pool:people", "pool-lifetime:peo
 
 @pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with param_store(request, tmp_path, _seed) as s:
+    with param_store(request, tmp_path, bank_and_dataset("vehicles")) as s:
         yield s
-
-
-def _seed(tx: Tx) -> None:
-    identity.ensure_org(tx, "bank", "Bank", "requester")
-    datasets.seed_policy(tx, "vehicles", "psb", "v1", {"dataset": "vehicles"}, "test")
 
 
 def accounts(grant_delta: int = 5 * to_atto("1e-8"), pool_delta: int = 10 * to_atto("1e-8"),
