@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from gateway.errors import Unavailable
+from gateway.errors import Conflict, Unavailable
 from gateway.store.db import PostgresStore, SqliteStore, Tx
 from tests.fault_support import CuttableProxy, OwnPostgres, fill, small_disk
 
@@ -129,14 +129,20 @@ def _eventually(call: Callable[[], T], attempts: int = 300) -> T:
 
 
 def test_postgres_errors_that_are_not_outages_still_raise_as_themselves(own_postgres: OwnPostgres) -> None:
+    """Never an Unavailable; a unique violation (a race a check-then-insert loses on PostgreSQL, two
+    bureau requests giving one registration code, say) is a 409 Conflict, not a 500."""
     import psycopg
 
     store = PostgresStore(own_postgres.dsn, pool_size=2)
     try:
         store.run_sync(_create)
         store.run_sync(_put, 7, 1)
-        with pytest.raises(psycopg.errors.UniqueViolation):
+        with pytest.raises(Conflict) as taken:
             store.run_sync(_put, 7, 1)
+        assert isinstance(taken.value.__cause__, psycopg.errors.UniqueViolation)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            store.run_sync(lambda tx: tx.one("SELECT 1 FROM no_such_table"), write=False)
+        assert store.run_sync(_keys, write=False) == {7}
         assert store.run_sync(_one, write=False) == 1
     finally:
         store.close()

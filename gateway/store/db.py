@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from gateway.errors import Unavailable
+from gateway.errors import Conflict, Unavailable
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
@@ -384,6 +384,9 @@ class PostgresStore(Store):
                     raise Unavailable("The store is unavailable.", retry_after=2) from exc
                 if _unavailable(exc):
                     raise Unavailable("The store is unavailable.", retry_after=2) from exc
+                if state == "23505":  # unique_violation: a concurrent request made the same thing first
+                    raise Conflict("A concurrent request made the same thing first (a name or code already "
+                                   "taken); nothing of this one was written. Ask again to see it.") from exc
                 raise
             finally:
                 self.pool.release(conn)
