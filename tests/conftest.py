@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Gateway, demo_gateway
+from tests.support import FAST_RATES, Gateway, demo_gateway
 
 TEST_SCALE = 0.1  # 52,000 residents: realistic shapes, quick to copy
 
@@ -24,8 +24,10 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory, demo_data: Path) -> Iterator[Gateway]:
-    """One demo gateway for the read-mostly HTTP tests of the session."""
-    with demo_gateway(tmp_path_factory.mktemp("gw-state"), demo_data) as gw:
+    """One demo gateway for the read-mostly HTTP tests of the session. Fast rate limits: a dozen
+    modules share its demo clients, and a test late in the run must not meet an earlier one's 429s
+    (rate limits have tests and gateways of their own)."""
+    with demo_gateway(tmp_path_factory.mktemp("gw-state"), demo_data, env=FAST_RATES) as gw:
         yield gw
 
 
