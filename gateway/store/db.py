@@ -18,7 +18,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +101,7 @@ class Store(abc.ABC):
     async def write_grouped(self, key: str, many: Callable[[Tx, list[tuple[Any, ...]]], list[Any]],
                             fn: Callable[..., T], *args: Any, op: str = "") -> T:
         """`write`; on PostgreSQL concurrent writes of one `key` share a `many` (store/pg_group.py)."""
-        started = time.perf_counter()
-        try:
-            return await asyncio.wrap_future(self._dispatch_grouped(key, many, fn, args))
-        finally:
-            self.observe(op, time.perf_counter() - started) if op else None
+        return await self._timed(asyncio.wrap_future(self._dispatch_grouped(key, many, fn, args)), op)
 
     def _dispatch_grouped(self, key: str, many: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> Future[T]:
         return self._dispatch(fn, args, True)
@@ -114,13 +110,16 @@ class Store(abc.ABC):
         return await self._submit(fn, args, write=False, op=op)
 
     async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], *, write: bool, op: str) -> T:
-        if not op:  # only operations named by their caller are timed (metrics.STORE_OPERATIONS)
-            return await self._awaitable(fn, args, write)
+        return await self._timed(self._awaitable(fn, args, write), op)
+
+    async def _timed(self, work: Awaitable[T], op: str) -> T:
+        """Only operations named by their caller are timed (metrics.STORE_OPERATIONS)."""
         started = time.perf_counter()
         try:
-            return await self._awaitable(fn, args, write)
+            return await work
         finally:
-            self.observe(op, time.perf_counter() - started)
+            if op:
+                self.observe(op, time.perf_counter() - started)
 
     def _awaitable(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._dispatch(fn, args, write))
@@ -384,9 +383,8 @@ class PostgresStore(Store):
                     raise Unavailable("The store is unavailable.", retry_after=2) from exc
                 if _unavailable(exc):
                     raise Unavailable("The store is unavailable.", retry_after=2) from exc
-                if state == "23505":  # unique_violation: a concurrent request made the same thing first
-                    raise Conflict("A concurrent request made the same thing first (a name or code already "
-                                   "taken); nothing of this one was written. Ask again to see it.") from exc
+                if state == "23505":  # unique_violation: a check-then-insert lost to a concurrent request
+                    raise Conflict("A concurrent request took this name or code first; nothing was written.") from exc
                 raise
             finally:
                 self.pool.release(conn)
