@@ -22,6 +22,7 @@ def gateway_cmd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "gateway"), *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # about 40 s: a backup while releases run; conformance faults.py checks the same (make test-slow)
 def test_a_backup_taken_under_load_restores_verifies_and_serves(tmp_path: Path, demo_data: Path) -> None:
     archive = tmp_path / "backups" / "county.tar.gz"
     with demo_gateway(tmp_path / "live", demo_data, env=FAST_RATES) as gw:

@@ -109,6 +109,7 @@ def test_a_policy_rate_limit_applies_per_client_and_dataset(tight: Gateway) -> N
     assert tight.api("GET", "/v1/budget", "demo-bank").status == 200  # the client's own bucket has tokens
 
 
+@pytest.mark.slow  # about 50 s: three replicas on PostgreSQL under load (make test-slow)
 def test_the_limit_is_shared_by_replicas(tmp_path: Path, demo_data: Path, postgres_dsn: str) -> None:
     """R-RL-03: replicas on one PostgreSQL share each client's bucket (docs/circulation.md): a
     client that spent its burst on one replica is refused by the other one too. Three replicas

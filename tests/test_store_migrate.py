@@ -59,6 +59,7 @@ def target(postgres_dsn: str) -> Iterator[str]:
         yield dsn
 
 
+@pytest.mark.slow  # about 55 s: a county served, copied to PostgreSQL, served again (make test-slow)
 def test_a_county_moves_to_postgres_with_budgets_usage_and_audit_intact(
         tmp_path: Path, demo_data: Path, target: str) -> None:
     seed_demo_data(tmp_path, demo_data)
