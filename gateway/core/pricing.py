@@ -120,6 +120,11 @@ def _plan_problems(plan: PricePlan) -> list[tuple[str, str]]:
     return out
 
 
+# ISO 4217's code for "no currency": a draft's price fields are checked for their shape alone here;
+# the stored definition carries its currency (the draft's, else the dataset's), which the cap check compares.
+NO_CURRENCY = "XXX"
+
+
 def product_pricing(body: Mapping[str, Any], price_minor: int) -> dict[str, Any]:
     """The price fields of a product draft beside `price_minor` (checked; 400 when wrong)."""
     model = body.get("price_model", "per_call")
@@ -131,7 +136,7 @@ def product_pricing(body: Mapping[str, Any], price_minor: int) -> dict[str, Any]
             out[name] = money(body[name], name)
     if body.get("trial_until") is not None:
         out["trial_until"] = body["trial_until"]
-    plan = PricePlan(model, price_minor, out.get("cached_price_minor", price_minor), "XXX",
+    plan = PricePlan(model, price_minor, out.get("cached_price_minor", price_minor), NO_CURRENCY,
                      out.get("trial_price_minor"), out.get("trial_until"))
     problems = _plan_problems(plan)
     if problems:
