@@ -17,9 +17,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import opendp.prelude as dp
 import polars as pl
-from opendp.mod import GLOBAL_FEATURES
+
+# OpenDP's modules by name, not `opendp.prelude`: the prelude also imports OpenDP's scikit-learn,
+# numpy, mbi and ibis extras (scikit-learn alone, when installed, took ~1 s of every worker's and
+# every snapshot preparation's start). Importing `opendp.extras.polars` registers `expr.dp`.
+from opendp.accuracy import summarize_polars_measurement
+from opendp.domains import atom_domain, enum_domain, lazyframe_domain, option_domain, series_domain, with_margin
+from opendp.extras.polars import Margin, dp_len
+from opendp.measurements import make_private_lazyframe
+from opendp.measures import approximate, max_divergence
+from opendp.metrics import symmetric_distance, symmetric_id_distance
+from opendp.mod import GLOBAL_FEATURES, enable_features
+from opendp.typing import String, f64, i64
 
 from gateway.core.budget import NANO, from_nano
 from gateway.core.checks import CheckedPlan
@@ -29,7 +39,7 @@ from gateway.core.policy import Column, DatasetPolicy
 from gateway.dp import draws, frames
 from gateway.dp.calibrate import Calibrated, calibrate
 
-dp.enable_features("contrib")  # the only feature the engine needs (R-DP-01)
+enable_features("contrib")  # the only feature the engine needs (R-DP-01)
 SAFE_FEATURES = frozenset({"contrib"})
 _CACHE_SIZE = 256
 
@@ -58,7 +68,7 @@ class Compiled:
         """Half-width of a (1 - alpha) interval of each noisy column (OpenDP's summarize);
         it depends on the scales only, so it is kept per alpha."""
         if alpha not in self._accuracy:
-            summary = dp.summarize_polars_measurement(self.measurement, alpha)
+            summary = summarize_polars_measurement(self.measurement, alpha)
             self._accuracy[alpha] = dict(zip(summary["column"].to_list(), summary["accuracy"].to_list(),
                                              strict=True))
         return self._accuracy[alpha]
@@ -104,7 +114,7 @@ def query_plan(checked: CheckedPlan, scales: tuple[float, ...]) -> pl.LazyFrame:
 
 def _expression(part: Part, policy: DatasetPolicy, scale: float) -> pl.Expr:
     if part.column is None:
-        return dp.len(scale=scale, signed=True).alias(part.label)
+        return dp_len(scale=scale, signed=True).alias(part.label)
     column = policy.column(part.column)
     assert column is not None, "checked before"
     expr = pl.col(part.column)
@@ -125,33 +135,33 @@ def _expression(part: Part, policy: DatasetPolicy, scale: float) -> pl.Expr:
 def input_domain(checked: CheckedPlan) -> Any:
     """The dataset's domain from its policy; the row bound and key bound are public margins."""
     policy = checked.policy
-    domain = dp.lazyframe_domain([dp.series_domain(c.name, _element_domain(c))
+    domain = lazyframe_domain([series_domain(c.name, _element_domain(c))
                                   for c in frames.stored_columns(policy)])
-    domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=policy.max_rows))
+    domain = with_margin(domain, Margin(by=[], max_length=policy.max_rows))
     if checked.keys == "private":
         keys = canonical_keys(checked.plan.group_by)
-        margin = dp.polars.Margin(by=list(keys), max_groups=frames.max_groups(policy, keys))
-        domain = dp.with_margin(domain, margin)
+        margin = Margin(by=list(keys), max_groups=frames.max_groups(policy, keys))
+        domain = with_margin(domain, margin)
     return domain
 
 
 def _element_domain(column: Column) -> Any:
     dtype = frames.dtype_of(column)
     if column.type == "integer":
-        return dp.atom_domain(T=dp.i64)
+        return atom_domain(T=i64)
     if column.type == "float":
-        return dp.atom_domain(T=dp.f64, nan=False)
+        return atom_domain(T=f64, nan=False)
     if isinstance(dtype, pl.Enum):
-        return dp.option_domain(dp.enum_domain(pl.Series(list(dtype.categories))))
-    return dp.option_domain(dp.atom_domain(T="bool" if column.type == "boolean" else dp.String))
+        return option_domain(enum_domain(pl.Series(list(dtype.categories))))
+    return option_domain(atom_domain(T="bool" if column.type == "boolean" else String))
 
 
 def privacy_unit(policy: DatasetPolicy) -> tuple[Any, int]:
     """Input metric and distance: one row, or one person's rows by identifier (R-DP-07)."""
     unit = policy.privacy_unit
     if unit.kind == "identifier":
-        return dp.symmetric_id_distance(unit.column), 1
-    return dp.symmetric_distance(), 1
+        return symmetric_id_distance(unit.column), 1
+    return symmetric_distance(), 1
 
 
 class _LRU(OrderedDict[str, Compiled]):
@@ -181,10 +191,10 @@ def compile_plan(checked: CheckedPlan) -> Compiled:
         raise RuntimeError("the epsilon split does not match the plan's noisy parts")
     domain = input_domain(checked)
     metric, d_in = privacy_unit(checked.policy)
-    measure = dp.approximate(dp.max_divergence()) if checked.keys == "private" else dp.max_divergence()
+    measure = approximate(max_divergence()) if checked.keys == "private" else max_divergence()
 
     def build(scales: tuple[float, ...], threshold: int | None) -> Any:
-        return dp.m.make_private_lazyframe(domain, metric, measure, query_plan(checked, scales),
+        return make_private_lazyframe(domain, metric, measure, query_plan(checked, scales),
                                            threshold=threshold)
 
     shares = [Decimal(n) / NANO for n in checked.epsilon_split]
