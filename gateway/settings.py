@@ -60,6 +60,9 @@ class Settings:
     sandbox_workers: int = setting(1, "Worker processes holding the data for releases.", minimum=1)
     query_timeout_seconds: float = setting(30.0, "Wall-time limit of one release in the sandbox.", minimum=0.1)
     worker_memory_mb: int = setting(8192, "Address-space limit of a sandbox worker.", minimum=256)
+    streaming_engine: bool = setting(
+        True, "Sandbox workers run releases on polars' streaming engine (in morsels; a step that cannot "
+        "stream runs in memory): same answers, a fraction of the memory. false: the in-memory engine.")
     response_quantum_ms: int = setting(
         100, "DP answers are sent on this time quantum from the request start.", minimum=0)
     response_floor_ms: int = setting(300, "DP answers are never sent sooner than this.", minimum=0)

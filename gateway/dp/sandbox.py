@@ -129,13 +129,14 @@ class Sandbox:
     """Worker processes that keep each dataset's snapshot ready and draw every DP answer."""
 
     def __init__(self, workers: int, timeout_seconds: float, memory_mb: int,
-                 cache_dir: Path | None = None, preview_workers: int = 0) -> None:
+                 cache_dir: Path | None = None, preview_workers: int = 0, streaming: bool = True) -> None:
         """`workers` hold the data and run releases; `preview_workers` (0: none, previews then
-        share the release workers) compile previews only."""
+        share the release workers) compile previews only. `streaming`: releases run on polars'
+        streaming engine (worker.use_engine)."""
         if workers < 1 or preview_workers < 0:
             raise ValueError("a sandbox needs at least one worker")
         self.size, self.preview_size = workers, preview_workers
-        self.timeout, self.memory_mb = timeout_seconds, memory_mb
+        self.timeout, self.memory_mb, self.streaming = timeout_seconds, memory_mb, streaming
         self._own_cache = cache_dir is None
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="gateway-snapshots-"))
         self._context = multiprocessing.get_context("spawn")
@@ -287,7 +288,8 @@ class Sandbox:
 
     async def _spawn(self, lane: str = RELEASES) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=worker_main.main, args=(child, str(self.cache_dir), self.memory_mb),
+        process = self._context.Process(target=worker_main.main,
+                                        args=(child, str(self.cache_dir), self.memory_mb, self.streaming),
                                         daemon=True, name="gateway-sandbox")
         process.start()
         child.close()

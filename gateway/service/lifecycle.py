@@ -24,7 +24,8 @@ async def sandbox_running(runtime: Runtime, sandbox: SandboxPort | None = None) 
     s = runtime.settings
     if sandbox is None:
         sandbox = Sandbox(s.sandbox_workers, s.query_timeout_seconds, s.worker_memory_mb,
-                          cache_dir=sandbox_cache_dir(s), preview_workers=s.preview_workers)
+                          cache_dir=sandbox_cache_dir(s), preview_workers=s.preview_workers,
+                          streaming=s.streaming_engine)
     sandbox.on_worker_retired = runtime.metrics.worker_restarted
     sandbox.on_release_timeout = runtime.metrics.sandbox_timeout
     await sandbox.start()
