@@ -92,6 +92,17 @@ async def hop(checked: Any, policy: Any, work: Path, runs: int) -> tuple[float, 
     return statistics.median(times["sandbox"]), statistics.median(times["inproc"])
 
 
+def on_streaming(run: Callable[[], Any]) -> Any:
+    """OpenDP's collect on polars' streaming engine, as a sandbox worker runs it (dp/worker.py)."""
+    from gateway.dp.worker import use_engine
+
+    use_engine(True)
+    try:
+        return run()
+    finally:
+        use_engine(False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -113,6 +124,9 @@ def main() -> int:
     dp.enable_features("honest-but-curious")  # this profiling process only: to read OpenDP's plan out
     steps: dict[str, Callable[[], Any]] = {
         "plain polars (the floor)": lambda: floor_query(pl.scan_ipc(path)),
+        "plain polars, streaming engine": lambda: floor_query(pl.scan_ipc(path), "streaming"),
+        "OpenDP collect, streaming engine (the workers' default)":
+            lambda: on_streaming(lambda: compiled.measurement(pl.scan_ipc(path)).collect()),
         "pickle the checked plan": lambda: pickle.loads(pickle.dumps(checked)),
         "compile (cached)": lambda: compiler.compile_plan(checked),
         "measurement call": lambda: compiled.measurement(pl.scan_ipc(path)),
