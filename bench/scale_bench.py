@@ -11,7 +11,7 @@ demo generator itself at `--demo-scale`), then on a sandbox of `--workers` relea
     against the Arrow size of the prepared file.
 Writes bench/results/scale.json, scale.md and scale.svg (log-log). Sizes that do not fit the
 free disk or memory are skipped with the reason.
-Usage: python bench/scale_bench.py [--rows 1000000 10000000 100000000] [--demo-scale 10] [--quick]
+Usage: python bench/scale_bench.py [--rows 1000000 10000000 100000000] [--demo-scale 10 100] [--quick]
 """
 
 from __future__ import annotations
@@ -257,15 +257,16 @@ def markdown(doc: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
-    parser.add_argument("--demo-scale", type=float, nargs="*", default=[],
-                        help="also the demo generator's own residents at these scales (10: 5M residents)")
+    parser.add_argument("--demo-scale", type=float, nargs="*", default=[10, 100],
+                        help="also the demo generator's own residents at these scales (10: 5M residents, "
+                        "100: 50M); none with --quick")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="1M and 10M rows, 6 runs")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.runs = [1_000_000, 10_000_000], 6
+        args.rows, args.runs, args.demo_scale = [1_000_000, 10_000_000], 6, []
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     runs, skipped = [], []
