@@ -84,6 +84,9 @@ FIGURES = [
            "report", None, "ms"),
     Figure("bare_p99_ms", "bare aiohttp handler p99", "ledger", lambda d: d["http"]["bare"]["p99_ms"],
            "report", None, "ms"),
+    Figure("stack_ratio", "the gateway's HTTP stack alone (GET /healthz) / bare aiohttp handler (requests/s): "
+           "the ceiling of any call through it", "ledger", lambda d: d["http"].get("stack_ratio"), "report", None,
+           ""),
     Figure("pg_charges_per_s", "budget charges/s, 3 replicas on PostgreSQL", "ledger",
            _charges("postgres", "charges_per_second"), "≥ 1000", lambda v: v >= 1000, "/s"),
     Figure("sqlite_charges_per_s", "budget charges/s, one process on SQLite", "ledger",
