@@ -197,11 +197,9 @@ async def statements(runtime: Runtime, who: Principal, period: str) -> dict[str,
 # ---------------------------------------------------------------- the CLI's entry
 
 
-def invoices_for_cli(store: Store, settings: Settings, period: str, org_id: str | None) -> dict[str, bytes]:
-    """org -> invoice bytes for a period, closing ended periods first (the bureau's view)."""
-    now = current_period(settings)
-    if check_period(period) > now:
-        raise NotFound("there is no invoice for a period that has not begun")
+def billing_for_cli(store: Store, settings: Settings) -> Billing:
+    """Billing over the store's synchronous calls (a command, no event loop), with every ended
+    period closed first, as the server's own sweep would have."""
 
     def write(fn: Callable[..., T], *args: Any) -> T:
         return store.run_sync(fn, *args)
@@ -211,6 +209,15 @@ def invoices_for_cli(store: Store, settings: Settings, period: str, org_id: str 
 
     billing = Billing(settings, read, write)
     billing.close_ended("cli")
+    return billing
+
+
+def invoices_for_cli(store: Store, settings: Settings, period: str, org_id: str | None) -> dict[str, bytes]:
+    """org -> invoice bytes for a period, closing ended periods first (the bureau's view)."""
+    now = current_period(settings)
+    if check_period(period) > now:
+        raise NotFound("there is no invoice for a period that has not begun")
+    billing = billing_for_cli(store, settings)
 
     def collect(tx: Tx) -> dict[str, bytes]:
         if org_id is not None:
@@ -219,4 +226,4 @@ def invoices_for_cli(store: Store, settings: Settings, period: str, org_id: str 
             return {org: canonical_bytes(doc) for org, doc in billing.open_documents(tx, period, None).items()}
         return store_invoices.stored_invoices(tx, period)
 
-    return read(collect)
+    return store.run_sync(collect, write=False)

@@ -4,8 +4,7 @@ report (core/annual.py) and its renderings. Served to the bureau over HTTP and p
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from gateway.clock import utc_text
 from gateway.core.annual import UsageFact, YearFacts, annual_report
@@ -14,7 +13,7 @@ from gateway.core.budget import period_bounds
 from gateway.core.pricing import plan_of_policy, plan_of_product
 from gateway.errors import InvalidRequest, NotFound
 from gateway.runtime.parts import Runtime
-from gateway.service.billing import Billing, current_period
+from gateway.service.billing import Billing, billing_for_cli, current_period
 from gateway.service.revenue import check_year, position_tx, ready, year_documents
 from gateway.settings import Settings
 from gateway.store import disclosure
@@ -23,7 +22,6 @@ from gateway.store import pricing as store_pricing
 from gateway.store import vouchers as store_vouchers
 from gateway.store.db import Store, Tx
 
-T = TypeVar("T")
 PRICE_EVENTS = ("policy.seeded", "policy.published", "product.published")
 DATASET_EVENTS = ("dataset.suspended", "dataset.resumed", "dataset.withdrawn")
 
@@ -103,13 +101,5 @@ def annual_for_cli(store: Store, settings: Settings, year: str, fmt: str) -> byt
     """The same bytes for `gateway report annual`, closing ended periods first."""
     if check_year(year) > current_period(settings)[:4]:
         raise NotFound("there is no report for a year that has not begun")
-
-    def write(fn: Callable[..., T], *args: Any) -> T:
-        return store.run_sync(fn, *args)
-
-    def read(fn: Callable[..., T], *args: Any) -> T:
-        return store.run_sync(fn, *args, write=False)
-
-    billing = Billing(settings, read, write)
-    billing.close_ended("cli")
-    return render(read(report_tx, settings, billing, year), fmt)[1]
+    billing = billing_for_cli(store, settings)
+    return render(store.run_sync(report_tx, settings, billing, year, write=False), fmt)[1]
