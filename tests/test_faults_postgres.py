@@ -152,28 +152,25 @@ def _check_afterwards(cluster: Cluster, load: MixedLoad, billed_before: dict[str
         assert verdict.status == 200 and verdict.json["ok"] is True, verdict.body
 
 
-def test_postgres_killed_and_restarted_under_load(cluster: Cluster) -> None:
+def _under_load(cluster: Cluster, fail: Callable[[], None], heal: Callable[[], None]) -> None:
+    """Outages made by `fail` and ended by `heal` while three replicas serve a mixed load."""
     billed_before = cluster.usage()
     load = MixedLoad(cluster.replicas, threads=6)
     load.prime()
     load.start()
     try:
-        figures = _outages(cluster, load, cluster.postgres.kill, cluster.postgres.start)
+        figures = _outages(cluster, load, fail, heal)
     finally:
         load.stop()
     _check_afterwards(cluster, load, billed_before, figures)
+
+
+def test_postgres_killed_and_restarted_under_load(cluster: Cluster) -> None:
+    _under_load(cluster, cluster.postgres.kill, cluster.postgres.start)
 
 
 def test_network_to_postgres_cut_and_healed_under_load(cluster: Cluster) -> None:
-    billed_before = cluster.usage()
-    load = MixedLoad(cluster.replicas, threads=6)
-    load.prime()
-    load.start()
-    try:
-        figures = _outages(cluster, load, cluster.proxy.cut, cluster.proxy.heal)
-    finally:
-        load.stop()
-    _check_afterwards(cluster, load, billed_before, figures)
+    _under_load(cluster, cluster.proxy.cut, cluster.proxy.heal)
 
 
 # ---------------------------------------------------------------- rate limits across the replicas
