@@ -95,7 +95,7 @@ def _serves(gw: Gateway, token: str) -> bool:
     return reply.status == 200
 
 
-def _outages(cluster: Cluster, load: MixedLoad, down: Callable[[], None], up: Callable[[], None]) -> dict[str, Any]:
+def _outages(cluster: Cluster, load: MixedLoad, down: Callable[[], object], up: Callable[[], object]) -> dict[str, Any]:
     """FAULTS outages under the load; per outage, whether every replica's /readyz said 503 and how
     long each took to serve again once the database was back."""
     figures: dict[str, Any] = {"not_ready_seen": [], "recovery_seconds": []}
@@ -152,7 +152,7 @@ def _check_afterwards(cluster: Cluster, load: MixedLoad, billed_before: dict[str
         assert verdict.status == 200 and verdict.json["ok"] is True, verdict.body
 
 
-def _under_load(cluster: Cluster, fail: Callable[[], None], heal: Callable[[], None]) -> None:
+def _under_load(cluster: Cluster, fail: Callable[[], object], heal: Callable[[], object]) -> None:
     """Outages made by `fail` and ended by `heal` while three replicas serve a mixed load."""
     billed_before = cluster.usage()
     load = MixedLoad(cluster.replicas, threads=6)
