@@ -162,8 +162,6 @@ def decimal_text(value: Decimal) -> str:
     return format(Decimal(value).normalize(), "f")
 
 
-
-
 def canonical_keys(keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(set(keys)))
 

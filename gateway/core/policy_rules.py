@@ -50,8 +50,6 @@ def report_schema_error(err: jsonschema.ValidationError, problems: Problems) -> 
     problems.add(path, f"{where}: {_schema_message(err)}")
 
 
-
-
 def check_semantics(doc: dict[str, Any], problems: Problems, sound: Sound, *, stored: bool = False) -> None:
     """Every rule on every sound part. `stored`: a document already published, read back; the
     rules added since it may have been published (delta caps, issue 11.2) refuse new documents

@@ -38,7 +38,6 @@ def main(conn: Connection, cache_dir: str, memory_mb: int, streaming: bool = Tru
     _Worker(Path(cache_dir)).serve(conn)
 
 
-
 def use_engine(streaming: bool) -> None:
     """The polars engine OpenDP's collect runs on in this process, before any query.
 

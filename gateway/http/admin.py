@@ -24,7 +24,6 @@ POLICY_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "applicat
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-
 # ---------------------------------------------------------------- requesters and clients
 
 

@@ -102,16 +102,3 @@ class Runtime:
         self._key_file = self.keyring.newest_name()
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -55,26 +55,6 @@ class ReleaseState:
         self.client_slots: dict[str, asyncio.Semaphore] = {}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def release_cache(settings: Settings) -> Cache[str, ledger.StoredRelease]:
     """Stored releases by cache key, bounded by count and by `release_cache_mb` of memory."""
     return Cache(4096, weigh=release_bytes, max_weight=settings.release_cache_mb * 2**20)
@@ -282,14 +262,6 @@ def _answer_from_cache(tx: Tx, ctx: Admitted, cache_key: str, known: ledger.Stor
     return body, usage, found
 
 
-
-
-
-
-
-
-
-
 async def preview(runtime: Runtime, who: Principal, plan: Plan, product: ProductCall | None = None, *,
                   throttle: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Cost, accuracy and price of a query without reading a row or spending anything.
@@ -318,8 +290,5 @@ async def preview(runtime: Runtime, who: Principal, plan: Plan, product: Product
         "would_fit": ctx.epsilon_nano <= grant.cap_nano - grant.spent_nano - grant.reserved_nano
         and ctx.delta_atto <= grant.delta_cap_atto - grant.delta_spent_atto - grant.delta_reserved_atto,
     }
-
-
-
 
 

@@ -293,7 +293,6 @@ async def activate_current_snapshots(runtime: Runtime) -> None:
     await supply_of(runtime).activate_all()
 
 
-
 def check_supplier(who: Principal, policy: DatasetPolicy) -> None:
     """Only the bureau and the department that owns a dataset supply it or see its snapshots
     (R-AU-07); their row counts are for them alone (invariant 1)."""

@@ -54,8 +54,6 @@ def _org_filter(alias: str, org_id: str | None) -> tuple[str, tuple[Any, ...]]:
     return (f" AND {alias}.org_id = ?", (org_id,)) if org_id is not None else ("", ())
 
 
-
-
 def open_items(tx: Tx, org_id: str | None, before: str | None = None) -> tuple[list[UsageItem], list[CreditItem]]:
     """What no invoice holds yet (committed before `before` when given): the open period's."""
     since = _open_window_start(tx)

@@ -82,8 +82,6 @@ def versions_page(tx: Tx, product_id: str, page: PageRequest) -> Page[ProductVer
                      _version)
 
 
-
-
 def published(tx: Tx, excluded_datasets: tuple[str, ...] = ()) -> list[tuple[Product, ProductVersion]]:
     return collect(lambda page: published_page(tx, excluded_datasets, page))
 
