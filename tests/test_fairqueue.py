@@ -128,3 +128,45 @@ async def test_a_light_user_goes_before_every_heavy_one_however_many_flood() -> 
     floods = [o for o in order if o != "bank"]
     assert floods.count("flood-1") == floods.count("flood-2") == 6
     assert all(a != b for a, b in itertools.pairwise(floods)), order
+
+
+async def test_use_while_nobody_else_waited_does_not_count_against_an_owner() -> None:
+    """The bank asked alone for a minute (40 releases); then two organisations start flooding.
+    Its minute alone took the worker from nobody: it must not put the bank behind the newcomers'
+    releases until they have used as much (the full fairness bench saw the bank's one release at
+    the flood's start wait 3.2 s, seven releases of the flooders). Where the newcomers and the bank
+    are equal (no contended use yet), the newcomer never served goes first: one release each at
+    most, once."""
+    now = [0.0]
+    queue: FairQueue[str] = FairQueue(clock=lambda: now[0])
+    queue.put("worker")
+    held = {"flood-1": 0.45, "flood-2": 0.45, "bank": 0.1}
+    for _ in range(40):  # alone: nobody waits
+        worker = await queue.get("bank")
+        now[0] += held["bank"]
+        queue.put(worker)
+        now[0] += 1.2
+    order: list[str] = []
+
+    async def ask(owner: str) -> None:
+        worker = await queue.get(owner)
+        order.append(owner)
+        now[0] += held[owner]
+        await asyncio.sleep(0)
+        queue.put(worker)
+
+    async def flood(owner: str) -> None:
+        for _ in range(8):
+            await ask(owner)
+
+    async def bank() -> None:
+        for _ in range(4):
+            await ask("bank")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(flood("flood-1"), flood("flood-2"), bank())
+    # The bank's first turn comes after the release running when it asked and at most one release
+    # of the other newcomer (equal so far); from then on, only after the one running.
+    assert order.index("bank") <= 2, order
+    turns = [n for n, owner in enumerate(order) if owner == "bank"]
+    assert all(b - a <= 2 for a, b in itertools.pairwise(turns)), order

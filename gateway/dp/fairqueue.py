@@ -4,9 +4,14 @@ workers least lately first.
 A first-come queue lets whoever sends most hold the workers: ten previews in a row from one
 organisation made another's release wait for all ten (issue 19, point 1). Here each owner (an
 organisation) has its own line of waiters, and a freed worker goes to the waiting owner with the
-least attained service: the worker-seconds it has held lately (decaying with a half-life, so
-history from minutes ago does not count), first come within an owner. Owners whose use differs
-by less than a quantum take turns, least recently served first.
+least attained service: the worker-seconds it has held lately while others waited (decaying with
+a half-life, so history from minutes ago does not count), first come within an owner. Owners whose
+use differs by less than a quantum take turns, least recently served first.
+
+Only contended time counts: a worker held while nobody else was waiting was taken from nobody.
+Counting it made an organisation that had asked alone for a while wait, once others began to
+flood, behind their releases until they had used as much (issue 18's fairness bench: one release
+waited 3.2 s, seven of the flooders' releases).
 
 So an organisation that asks one modest question after another goes before organisations that
 flood with costly releases, however many of them there are: per worker it waits only for the work
@@ -65,9 +70,9 @@ class FairQueue(Generic[T]):
         self._lent[id(item)] = (owner, self._clock())
 
     def _returned(self, item: T) -> None:
-        """Charge the time the item was held to the owner it was lent to."""
+        """Charge the time the item was held to the owner it was lent to, if others wait for it."""
         lent = self._lent.pop(id(item), None)
-        if lent is None:
+        if lent is None or not self._waiting:
             return
         owner, since = lent
         now = self._clock()
