@@ -94,36 +94,52 @@ async def test_with_nobody_waiting_a_free_worker_is_taken_at_once() -> None:
     assert queue.idle() == 0
 
 
+class Clocked:
+    """One worker on a fake clock: each turn advances the clock by the owner's release time."""
+
+    def __init__(self, held: dict[str, float]) -> None:
+        self.now = 0.0
+        self.held = held
+        self.queue: FairQueue[str] = FairQueue(clock=lambda: self.now)
+        self.queue.put("worker")
+        self.order: list[str] = []
+
+    async def ask(self, owner: str) -> None:
+        worker = await self.queue.get(owner)
+        self.order.append(owner)
+        self.now += self.held[owner]  # the release runs this long
+        await asyncio.sleep(0)
+        self.queue.put(worker)
+
+    async def flood_and_bank(self, floods: int, banks: int) -> list[str]:
+        """flood-1 and flood-2 ask `floods` times each back to back; the bank asks `banks` times,
+        one question after another. The order the worker served them in."""
+
+        async def flood(owner: str) -> None:
+            for _ in range(floods):
+                await self.ask(owner)
+
+        async def bank() -> None:
+            for _ in range(banks):
+                await self.ask("bank")
+                await asyncio.sleep(0)  # reads its answer, asks again
+
+        await asyncio.gather(flood("flood-1"), flood("flood-2"), bank())
+        return self.order
+
+
+def bank_waits_only_for_the_running_release(order: list[str]) -> bool:
+    turns = [n for n, owner in enumerate(order) if owner == "bank"]
+    return all(b - a <= 2 for a, b in itertools.pairwise(turns))
+
+
 async def test_a_light_user_goes_before_every_heavy_one_however_many_flood() -> None:
     """Two organisations flood with releases of a second each; the bank asks one 0.1 s question
     after another. Served least recently first, the bank would wait for one release of each
     flooder (issue 18's fairness bench); by least recent use it waits only for the one running."""
-    now = [0.0]
-    queue: FairQueue[str] = FairQueue(clock=lambda: now[0])
-    queue.put("worker")
-    order: list[str] = []
-    held = {"flood-1": 1.0, "flood-2": 1.0, "bank": 0.1}
-
-    async def ask(owner: str) -> None:
-        worker = await queue.get(owner)
-        order.append(owner)
-        now[0] += held[owner]  # the release runs this long
-        await asyncio.sleep(0)
-        queue.put(worker)
-
-    async def flood(owner: str) -> None:
-        for _ in range(6):
-            await ask(owner)
-
-    async def bank() -> None:
-        for _ in range(4):
-            await ask("bank")
-            await asyncio.sleep(0)  # reads its answer, asks again
-
-    await asyncio.gather(flood("flood-1"), flood("flood-2"), bank())
+    order = await Clocked({"flood-1": 1.0, "flood-2": 1.0, "bank": 0.1}).flood_and_bank(6, 4)
     # Between two of the bank's turns at most one flooder's release (the one running) ever runs.
-    turns = [n for n, owner in enumerate(order) if owner == "bank"]
-    assert all(b - a <= 2 for a, b in itertools.pairwise(turns)), order
+    assert bank_waits_only_for_the_running_release(order), order
     # The flooders still share the rest in turn.
     floods = [o for o in order if o != "bank"]
     assert floods.count("flood-1") == floods.count("flood-2") == 6
@@ -137,36 +153,13 @@ async def test_use_while_nobody_else_waited_does_not_count_against_an_owner() ->
     the flood's start wait 3.2 s, seven releases of the flooders). Where the newcomers and the bank
     are equal (no contended use yet), the newcomer never served goes first: one release each at
     most, once."""
-    now = [0.0]
-    queue: FairQueue[str] = FairQueue(clock=lambda: now[0])
-    queue.put("worker")
-    held = {"flood-1": 0.45, "flood-2": 0.45, "bank": 0.1}
+    worker = Clocked({"flood-1": 0.45, "flood-2": 0.45, "bank": 0.1})
     for _ in range(40):  # alone: nobody waits
-        worker = await queue.get("bank")
-        now[0] += held["bank"]
-        queue.put(worker)
-        now[0] += 1.2
-    order: list[str] = []
-
-    async def ask(owner: str) -> None:
-        worker = await queue.get(owner)
-        order.append(owner)
-        now[0] += held[owner]
-        await asyncio.sleep(0)
-        queue.put(worker)
-
-    async def flood(owner: str) -> None:
-        for _ in range(8):
-            await ask(owner)
-
-    async def bank() -> None:
-        for _ in range(4):
-            await ask("bank")
-            await asyncio.sleep(0)
-
-    await asyncio.gather(flood("flood-1"), flood("flood-2"), bank())
+        await worker.ask("bank")
+        worker.now += 1.2
+    worker.order.clear()
+    order = await worker.flood_and_bank(8, 4)
     # The bank's first turn comes after the release running when it asked and at most one release
     # of the other newcomer (equal so far); from then on, only after the one running.
     assert order.index("bank") <= 2, order
-    turns = [n for n, owner in enumerate(order) if owner == "bank"]
-    assert all(b - a <= 2 for a, b in itertools.pairwise(turns)), order
+    assert bank_waits_only_for_the_running_release(order), order
