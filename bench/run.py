@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ("engine_bench.py", "engine_profile.py", "ledger_bench.py", "concurrency_bench.py", "fairness_bench.py",
-           "scale_bench.py")
+           "scale_bench.py", "startup_bench.py")
 
 
 def main() -> int:

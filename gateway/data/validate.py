@@ -133,7 +133,7 @@ def _checks(policy: DatasetPolicy, converted: dict[str, pl.Expr], text: bool) ->
         exprs += [_count(source.is_null(), name, "nulls"),
                   _count(unparsed, name, "unparsed"), _first(source, unparsed, name, "unparsed")]
         if col.categories is not None:
-            outside = value.is_not_null() & ~value.is_in(list(col.categories))
+            outside = value.is_not_null() & _undeclared(col, value)
             exprs += [_count(outside, name, "outside"), _first(value, outside, name, "outside")]
         if col.type == "float":
             exprs.append(_count(value.is_nan(), name, "nan"))
@@ -143,12 +143,26 @@ def _checks(policy: DatasetPolicy, converted: dict[str, pl.Expr], text: bool) ->
     return exprs
 
 
+def _undeclared(col: Column, value: pl.Expr) -> pl.Expr:
+    """True where a value is not one of the column's categories. For text, a cast to the Enum of
+    the categories (a value outside becomes null) rather than `is_in`: polars' streaming engine
+    streams the cast, while `is_in` made the whole check run in memory (issue 18: 7.5 GB to check
+    139M rows of social insurance months, 0.4 GB with the cast)."""
+    assert col.categories is not None
+    if col.type == "string":
+        return value.cast(pl.Enum([str(c) for c in col.categories]), strict=False).is_null()
+    return ~value.is_in(list(col.categories))
+
+
 def _count(mask: pl.Expr, column: str, check: str) -> pl.Expr:
     return mask.sum().alias(f"{column}\x00{check}")
 
 
 def _first(value: pl.Expr, mask: pl.Expr, column: str, check: str) -> pl.Expr:
-    return value.filter(mask).first().cast(pl.String).alias(f"{column}\x00{check}\x00example")
+    """An example of the offending values: the least of them. `filter(...).first()` would name the
+    first one, but does not stream, and held every checked column in memory (1.8 GB against 0.55 GB
+    for 139M rows)."""
+    return pl.when(mask).then(value).min().cast(pl.String).alias(f"{column}\x00{check}\x00example")
 
 
 def _value_problems(policy: DatasetPolicy, converted: dict[str, pl.Expr],
