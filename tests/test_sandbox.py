@@ -156,6 +156,9 @@ async def test_snapshots_outside_the_policy_domain_are_refused(sandbox: Sandbox,
         "nan": (frame.with_columns(pl.when(pl.col("age") == 40).then(float("nan")).otherwise(pl.col("income"))
                                    .alias("income")), POLICIES["residents"], "NaN"),
         "type": (frame.with_columns(pl.col("age").cast(pl.String) + "y"), POLICIES["residents"], "not of type"),
+        "fractions": (frame.with_columns(pl.col("age").cast(pl.Float64) + 0.5), POLICIES["residents"], "fractions"),
+        "nulls": (frame.with_columns(pl.when(pl.col("age") == 40).then(None).otherwise(pl.col("age")).alias("age")),
+                  POLICIES["residents"], "missing"),
         "rows": (frame, replace(POLICIES["residents"], max_rows=100), "max_rows"),
     }
     for name, (bad, policy, message) in cases.items():
