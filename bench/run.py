@@ -2,7 +2,7 @@
 bench/results/summary.json + summary.md put every figure beside its target (bench/summary.py).
 
 Usage: python bench/run.py [--quick] [--only engine_bench.py ...]
-`--quick` passes `--quick` to each bench (fewer rows, runs and seconds: minutes, not an hour).
+`--quick` passes `--quick` to each bench (fewer rows, runs and seconds: a few minutes, not 25).
 """
 
 from __future__ import annotations
