@@ -20,7 +20,7 @@ from gateway.core.registration import (
     summary,
     usable,
 )
-from gateway.errors import Conflict, InvalidRequest, NotFound, RegistrationRequired
+from gateway.errors import Conflict, InvalidRequest, NotFound, RegistrationRequired, Unavailable
 from gateway.runtime.parts import Runtime
 from gateway.service.visibility import visible
 from gateway.store import pricing as store_pricing
@@ -79,8 +79,25 @@ class DatasetCodes:
         return dataset_summary(self.regs, dataset)
 
 
+class _LastRead:
+    """The registrations this replica read last."""
+
+    def __init__(self, _runtime: Runtime) -> None:
+        self.regs: Registrations | None = None
+
+
 async def dataset_summaries(runtime: Runtime) -> DatasetCodes:
-    return DatasetCodes(await runtime.store.read(current))
+    """The datasets' registration codes, read afresh; through a store outage, the ones this replica
+    read last. The catalog needs nothing else from the store, so it keeps answering (and a replica
+    whose rate limits fail open keeps serving it) while the database is away; a code changes only
+    by a bureau write, which needs the store."""
+    last = runtime.owned(_LastRead)
+    try:
+        last.regs = await runtime.store.read(current)
+    except Unavailable:
+        if last.regs is None:
+            raise
+    return DatasetCodes(last.regs)
 
 
 # ---------------------------------------------------------------- the rule, where products publish and sell
