@@ -38,6 +38,7 @@ PENDING = {
 # is no requester or whose days are past, an allowance for a year whose December has closed.
 # Registration: a code is refused with a trailing newline (a schema's `$` lets one through), a code
 # another subject holds is 409, and a product version that is no longer submitted or published too.
+# Agreements: the datasets in scope must be datasets the county serves (400 naming the field).
 # Likewise invalid data may meet a state refusal first (a withdrawn dataset answers 410 before its
 # upload body is read).
 CONFIG = """
@@ -57,7 +58,7 @@ include-operation-id = ["token", "post_query", "post_preview", "invoke_product",
                         "draft_version", "try_version", "reject_version", "post_credit_note", "register_requester",
                         "create_client", "put_policy", "upload_snapshot", "post_price_cap", "post_voucher",
                         "put_allowed_revenue", "get_allowed_revenue", "get_annual_report",
-                        "put_dataset_registration", "put_product_registration"]
+                        "put_dataset_registration", "put_product_registration", "post_agreement"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 401, 403, 404, 409, 410, 422, 429, 503]
 """
 

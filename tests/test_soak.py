@@ -116,7 +116,7 @@ def _summary(samples: list[dict[str, float]], key: str) -> tuple[float, float]:
 
 
 def test_soak_with_policy_changes_suspensions_and_swaps(tmp_path: Path, demo_data: Path) -> None:
-    env = {**FAST_RATES, "GATEWAY_SANDBOX_WORKERS": "2"}
+    env = {**FAST_RATES, "GATEWAY_SANDBOX_WORKERS": "2", "GATEWAY_PREVIEW_WORKERS": "1"}
     with demo_gateway(tmp_path / "state", demo_data, env=env) as gw:
         assert gw.proc is not None
         publish_product(gw)
@@ -166,7 +166,7 @@ def test_soak_with_policy_changes_suspensions_and_swaps(tmp_path: Path, demo_dat
             report[f"{name}.{key}"] = tuple(round(v, 1) for v in _summary(series, key))
     print(report)
     assert not problems, "\n".join(problems[:30])
-    assert len(long_lived) == 2, report
+    assert len(long_lived) == 2 + 1, report  # the release workers and the preview worker
     assert {what for what, _ in governance.done} == {"policy", "suspend", "swap"}, governance.done
     for name in ["server"] + [f"worker{i}" for i in range(len(long_lived))]:
         warm, final = report[f"{name}.rss_mb"]
