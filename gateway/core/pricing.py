@@ -100,29 +100,28 @@ def policy_pricing_problems(pricing: Mapping[str, Any]) -> list[tuple[tuple[str,
         out.append((("pricing",), "pricing needs exactly one of price_minor and per_call_minor"))
         return out
     plan = plan_of_policy(pricing)
-    out += [(("pricing", field), message) for field, message in _plan_problems(plan)]
+    out += [(("pricing", field), message) for field, message in
+            _price_problems(plan.price_minor, plan.cached_price_minor, plan.trial_price_minor, plan.trial_until)]
     if plan.free_calls and plan.model != "per_call":
         out.append((("pricing", "free_calls_per_period"), "free calls exist only under the per_call model"))
     return out
 
 
-def _plan_problems(plan: PricePlan) -> list[tuple[str, str]]:
+def _price_problems(price_minor: int, cached_price_minor: int, trial_price_minor: int | None,
+                    trial_until: str | None) -> list[tuple[str, str]]:
+    """How a price's fields disagree with each other (the currency plays no part: a product draft
+    is checked before it has one)."""
     out = []
-    if plan.cached_price_minor > plan.price_minor:
+    if cached_price_minor > price_minor:
         out.append(("cached_call_minor", "a cached answer cannot cost more than a fresh one"))
-    if (plan.trial_price_minor is None) != (plan.trial_until is None):
+    if (trial_price_minor is None) != (trial_until is None):
         out.append(("trial_until", "a trial needs both trial_price_minor and trial_until"))
-    elif plan.trial_price_minor is not None:
-        if plan.trial_price_minor > plan.price_minor:
+    elif trial_price_minor is not None:
+        if trial_price_minor > price_minor:
             out.append(("trial_price_minor", "a trial price cannot exceed the regular price"))
-        if not is_day(plan.trial_until):
+        if not is_day(trial_until):
             out.append(("trial_until", "trial_until is a day, YYYY-MM-DD"))
     return out
-
-
-# ISO 4217's code for "no currency": a draft's price fields are checked for their shape alone here;
-# the stored definition carries its currency (the draft's, else the dataset's), which the cap check compares.
-NO_CURRENCY = "XXX"
 
 
 def product_pricing(body: Mapping[str, Any], price_minor: int) -> dict[str, Any]:
@@ -136,9 +135,8 @@ def product_pricing(body: Mapping[str, Any], price_minor: int) -> dict[str, Any]
             out[name] = money(body[name], name)
     if body.get("trial_until") is not None:
         out["trial_until"] = body["trial_until"]
-    plan = PricePlan(model, price_minor, out.get("cached_price_minor", price_minor), NO_CURRENCY,
-                     out.get("trial_price_minor"), out.get("trial_until"))
-    problems = _plan_problems(plan)
+    problems = _price_problems(price_minor, out.get("cached_price_minor", price_minor), out.get("trial_price_minor"),
+                               out.get("trial_until"))
     if problems:
         named = {"cached_call_minor": "cached_price_minor"}  # the policy's name of the field, the product's
         raise InvalidRequest("; ".join(f"{named.get(f, f)}: {message}" for f, message in problems))
