@@ -20,7 +20,7 @@ from gateway.core.policy_parse import parse_policy
 from gateway.core.sql import parse_sql
 from gateway.dp.compile import compile_plan
 from gateway.dp.release import run
-from gateway.dp.snapshot import conform
+from gateway.dp.snapshot import conformed
 from gateway.errors import PolicyInvalid, PolicyViolation
 from gateway.policyfiles import policy_schema, shipped_policies_dir
 
@@ -67,7 +67,7 @@ def test_a_query_groups_by_it_only_with_private_keys_and_releases_only_keys_from
         check_plan(parse_sql(sql, epsilon=Decimal("1")), policy)
     checked = check_plan(parse_sql(sql, epsilon=Decimal("1"), delta=Decimal("1e-8")), policy)
     assert checked.keys == "private" and checked.cells is None
-    frame = conform(pl.read_parquet(demo_data / "vehicles.parquet"), policy)
+    frame = conformed(pl.scan_parquet(demo_data / "vehicles.parquet"), policy).collect()
     release = run(checked, compile_plan(checked), frame.lazy(), "test-snapshot")
     released = {row[0] for row in release.rows}
     real = set(frame.get_column("vehicle_type").drop_nulls().unique().to_list())

@@ -102,11 +102,6 @@ def _prepared(target: Path, policy: DatasetPolicy) -> bool:
         return False
 
 
-def conform(frame: pl.DataFrame, policy: DatasetPolicy) -> pl.DataFrame:
-    """The frame in storage types, or SnapshotInvalid (messages never quote values or counts)."""
-    return conformed(frame.lazy(), policy).collect()
-
-
 def conformed(source: pl.LazyFrame, policy: DatasetPolicy) -> pl.LazyFrame:
     """The source's stored columns in storage types, after one streaming pass of checks; or
     SnapshotInvalid (messages never quote values or counts)."""
