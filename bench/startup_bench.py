@@ -30,8 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import polars as pl  # noqa: E402
+from engine_bench import worker_memory  # noqa: E402
 
 from gateway.data.demo import DATASETS, generate  # noqa: E402
 from tests.support import Gateway, call  # noqa: E402
@@ -52,10 +54,8 @@ def tree_rss_mb(root: int) -> float:
         pid = todo.pop()
         todo += children.get(pid, [])
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
+            total += worker_memory(pid)["VmRSS"]
+        except (OSError, KeyError):  # gone, or a zombie without memory
             continue
     return total
 
